@@ -1,0 +1,63 @@
+// Package broker is weir's Kafka-protocol front end: the listener, the
+// per-connection loop, request dispatch, and one file per Kafka API.
+package broker
+
+// THIS FILE IS THE CONTRACT between broker/ and its users (cmd/weir, tests,
+// weirtest). broker/ may move these declarations to other files of the
+// package, but keeps the names and shapes.
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/weirhq/weir/storage"
+)
+
+// Config is the broker's configuration. The zero value of every field means
+// "use the default" (see the comment on each field); Validate reports bad
+// values.
+type Config struct {
+	// Addr is the listen address. Default "127.0.0.1:9092". Use
+	// "127.0.0.1:0" for a random port (see Broker.Addr).
+	Addr string
+	// AdvertisedAddr is the host:port put in Metadata. Default: the actual
+	// listen address.
+	AdvertisedAddr string
+	// DataDir is where the log lives. Required.
+	DataDir string
+	// NodeID is this broker's id in Metadata. Default 0.
+	NodeID int32
+	// ClusterID is reported in Metadata. Default: generated once and
+	// persisted in DataDir.
+	ClusterID string
+
+	// AutoCreateTopics creates unknown topics on Metadata/Produce requests
+	// that ask for it. Default true; set DisableAutoCreateTopics to turn off.
+	DisableAutoCreateTopics bool
+	// DefaultPartitions for auto-created topics and CreateTopics with -1. Default 1.
+	DefaultPartitions int32
+	// StrictReplicationFactor rejects CreateTopics with replication factor > 1
+	// (INVALID_REPLICATION_FACTOR). By default such requests are accepted as
+	// factor 1 with one warning log per topic.
+	StrictReplicationFactor bool
+
+	// MaxRequestBytes is the largest request frame accepted; a larger one
+	// closes the connection. Default 100 MiB.
+	MaxRequestBytes int32
+
+	// Storage settings.
+	Sync         storage.SyncPolicy  // default SyncAlways
+	SyncInterval time.Duration       // default 1s (SyncInterval policy)
+	Defaults     storage.TopicConfig // topic defaults; zero fields take Kafka's
+	FS           storage.FS          // default storage.OSFS (tests inject faults)
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+// Broker API:
+//
+//   func Start(cfg Config) (*Broker, error)  // opens the log, listens, serves in background goroutines
+//   func (b *Broker) Addr() string           // actual "host:port" (useful with port 0)
+//   func (b *Broker) Log() *storage.Log
+//   func (b *Broker) Close() error           // stops accepting, closes connections, waits for every
+//                                            // goroutine, flushes and closes the log. Idempotent.

@@ -1,0 +1,241 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxInFlight bounds the requests of one connection that have been read but
+// not yet answered. The reader blocks when this many are queued.
+const maxInFlight = 32
+
+// conn is one client connection. It has exactly two goroutines: readLoop
+// reads frames, parses them and runs the immediate part of each handler;
+// writeLoop runs the deferred parts and writes responses in request order.
+type conn struct {
+	b      *Broker
+	nc     net.Conn
+	remote string
+	logger *slog.Logger
+
+	ctx    context.Context // cancelled when either goroutine stops or the broker closes
+	cancel context.CancelFunc
+
+	queue      chan pending  // reader -> writer, closed by the reader when it stops
+	writerDone chan struct{} // closed when writeLoop returns
+}
+
+// pending is a parsed request waiting for its response to be written.
+type pending struct {
+	corr  int32
+	reply reply
+}
+
+// reply is what a handler returns: a response ready now, a deferred step
+// that the writer runs in request order (waits belong there), or nothing at
+// all (acks=0 produce).
+type reply struct {
+	resp  kmsg.Response
+	later func(ctx context.Context) kmsg.Response
+	none  bool
+	// hangUp closes the connection once earlier responses are written
+	// (how Kafka tells an acks=0 producer that a produce failed).
+	hangUp bool
+}
+
+func now(resp kmsg.Response) reply { return reply{resp: resp} }
+
+func deferred(f func(ctx context.Context) kmsg.Response) reply { return reply{later: f} }
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	c := &conn{
+		b:          b,
+		nc:         nc,
+		remote:     nc.RemoteAddr().String(),
+		queue:      make(chan pending, maxInFlight),
+		writerDone: make(chan struct{}),
+	}
+	c.logger = b.logger.With("remote", c.remote)
+	c.ctx, c.cancel = context.WithCancel(b.ctx)
+	return c
+}
+
+// errCloseConn is wrapped by every request error that closes the connection.
+var errCloseConn = errors.New("weir: closing connection")
+
+// frameError says why a connection is being closed.
+type frameError struct {
+	Reason string
+	Key    int16
+	Ver    int16
+	Err    error
+}
+
+func (e *frameError) Error() string {
+	s := fmt.Sprintf("weir: closing connection: %s (api key %d, version %d)", e.Reason, e.Key, e.Ver)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *frameError) Unwrap() []error { return []error{errCloseConn, e.Err} }
+
+// readLoop reads size-prefixed frames until the connection fails, a frame is
+// bad, or the broker closes.
+func (c *conn) readLoop() {
+	defer c.b.wg.Done()
+	defer close(c.queue)
+	defer c.cancel() // a peer that stopped sending gets no more long polls
+	defer c.recoverPanic("reader")
+
+	var size [4]byte
+	max := c.b.cfg.MaxRequestBytes
+	for {
+		if !c.waitBeforeRead() {
+			return
+		}
+		if _, err := io.ReadFull(c.nc, size[:]); err != nil {
+			c.debugClose("read", err)
+			return
+		}
+		n := int32(binary.BigEndian.Uint32(size[:]))
+		if n < 0 || n > max {
+			c.logger.Debug("weir: closing connection: bad frame size", "size", n, "max", max)
+			c.nc.Close()
+			return
+		}
+		frame, err := readFrame(c.nc, int(n))
+		if err != nil {
+			c.debugClose("read", err)
+			return
+		}
+		p, err := c.b.handleFrame(c.ctx, frame)
+		if err != nil {
+			c.logger.Debug("weir: bad request", "err", err)
+			c.nc.Close()
+			return
+		}
+		select {
+		case c.queue <- p:
+		case <-c.writerDone:
+			return
+		}
+	}
+}
+
+// readFrame reads an n-byte frame. Large frames grow their buffer as bytes
+// arrive, so a size prefix alone cannot make the broker allocate
+// MaxRequestBytes.
+func readFrame(r io.Reader, n int) ([]byte, error) {
+	const chunk = 1 << 20
+	if n <= chunk {
+		frame := make([]byte, n)
+		_, err := io.ReadFull(r, frame)
+		return frame, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(chunk)
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// waitBeforeRead is the single place where reading a connection's next
+// request can be delayed (throughput-unit throttling). It returns false if
+// the connection is closing.
+func (c *conn) waitBeforeRead() bool {
+	return c.ctx.Err() == nil
+}
+
+// writeLoop writes responses in request order, running deferred steps first.
+func (c *conn) writeLoop() {
+	defer c.b.wg.Done()
+	defer c.b.forget(c)
+	defer close(c.writerDone)
+	defer c.nc.Close()
+	defer c.cancel()
+	defer c.recoverPanic("writer")
+
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	var buf []byte
+	for p := range c.queue {
+		if p.reply.hangUp {
+			if err := w.Flush(); err != nil {
+				c.debugClose("write", err)
+			}
+			c.logger.Debug("weir: closing connection after a failed acks=0 produce")
+			return
+		}
+		if p.reply.none {
+			continue
+		}
+		resp := p.reply.resp
+		if p.reply.later != nil {
+			resp = p.reply.later(c.ctx)
+		}
+		if resp == nil {
+			continue
+		}
+		buf = appendResponse(buf[:0], p.corr, resp)
+		if _, err := w.Write(buf); err != nil {
+			c.debugClose("write", err)
+			return
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a large fetch response
+		}
+		if len(c.queue) == 0 {
+			if err := w.Flush(); err != nil {
+				c.debugClose("write", err)
+				return
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		c.debugClose("write", err)
+	}
+}
+
+// appendResponse appends the size-prefixed frame of resp to dst.
+func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(corr))
+	// Response header v1 (flexible) has a tag section, except for
+	// ApiVersions whose response header is always v0 (KIP-511).
+	if resp.IsFlexible() && resp.Key() != apiKeyApiVersions {
+		dst = append(dst, 0)
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+func (c *conn) debugClose(op string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
+		return
+	}
+	c.logger.Debug("weir: connection "+op+" failed", "err", err)
+}
+
+// recoverPanic is the last resort: a bug in a handler closes this
+// connection only.
+func (c *conn) recoverPanic(who string) {
+	if r := recover(); r != nil {
+		c.logger.Error("weir: panic serving connection; closing it", "goroutine", who,
+			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		c.nc.Close()
+	}
+}

@@ -1,0 +1,92 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/storage"
+)
+
+// handleIncrementalAlterConfigs applies SET and DELETE to topic configs.
+// APPEND and SUBTRACT work on list configs (cleanup.policy) only; on other
+// keys they are INVALID_REQUEST.
+func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		code, err := b.alterTopicConfig(rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(t *storage.Topic) (map[string]string, []string, error) {
+			return incrementalChanges(t, rr.Configs)
+		})
+		sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return now(resp)
+}
+
+// incrementalChanges turns incremental operations into keys to set and
+// delete. Unknown keys are left for the caller's name check.
+func incrementalChanges(t *storage.Topic, ops []kmsg.IncrementalAlterConfigsRequestResourceConfig) (map[string]string, []string, error) {
+	set := make(map[string]string)
+	var del []string
+	current := func(name string) string {
+		if v, ok := set[name]; ok {
+			return v
+		}
+		for _, e := range topicConfigEntries(t) {
+			if e.name == name {
+				return e.value
+			}
+		}
+		return ""
+	}
+	for _, c := range ops {
+		value := ""
+		if c.Value != nil {
+			value = *c.Value
+		}
+		known, list := knownTopicConfig(c.Name)
+		switch c.Op {
+		case kmsg.IncrementalAlterConfigOpSet:
+			set[c.Name] = value
+		case kmsg.IncrementalAlterConfigOpDelete:
+			delete(set, c.Name)
+			del = append(del, c.Name)
+		case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
+			if !known {
+				set[c.Name] = value // reported as unknown by the caller
+				continue
+			}
+			if !list {
+				return nil, nil, fmt.Errorf("weir: %s is not a list config; %s is not allowed", c.Name, c.Op)
+			}
+			items := splitList(current(c.Name))
+			for _, v := range splitList(value) {
+				i := slices.Index(items, v)
+				switch {
+				case c.Op == kmsg.IncrementalAlterConfigOpAppend && i < 0:
+					items = append(items, v)
+				case c.Op == kmsg.IncrementalAlterConfigOpSubtract && i >= 0:
+					items = slices.Delete(items, i, i+1)
+				}
+			}
+			set[c.Name] = strings.Join(items, ",")
+		default:
+			return nil, nil, fmt.Errorf("weir: unknown config operation %d", c.Op)
+		}
+	}
+	return set, del, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

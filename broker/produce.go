@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/storage"
+)
+
+// handleProduce appends every partition's batches now, in the reader
+// goroutine, so that append order is request order. For acks=-1 the
+// response waits (deferred, in the writer) until every appended partition
+// is durable. acks=0 gets no response at all; if it failed, the connection
+// is closed.
+//
+// Idempotent batches are stored as they are: producer ids and sequence
+// numbers are not checked yet. Transactional produce is answered with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see errTransactionsUnsupported).
+func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRequest) reply {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	type durable struct {
+		p    *storage.Partition
+		last int64
+		rp   *kmsg.ProduceResponseTopicPartition
+	}
+	var waits []durable
+	failed := false
+	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
+	resp.Topics = make([]kmsg.ProduceResponseTopic, 0, len(req.Topics))
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		var (
+			t    *storage.Topic
+			terr error
+		)
+		if acksOK && req.TransactionID == nil {
+			t, terr = b.topic(rt.Topic, true)
+		}
+		for i, rp := range rt.Partitions {
+			sp := &st.Partitions[i]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+			var err error
+			switch {
+			case req.TransactionID != nil:
+				sp.ErrorCode = errTransactionsUnsupported
+				sp.ErrorMessage = ptr("weir does not support transactions")
+				failed = true
+				continue
+			case !acksOK:
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				continue
+			case terr != nil:
+				err = terr
+			default:
+				p, ok := t.Partition(rp.Partition)
+				if !ok {
+					err = storage.ErrUnknownPartition
+					break
+				}
+				var res storage.AppendResult
+				res, err = p.Append(rp.Records)
+				if err == nil {
+					sp.BaseOffset = res.BaseOffset
+					sp.LogAppendTime = res.LogAppendTime
+					sp.LogStartOffset = res.LogStartOffset
+					if req.Acks == -1 {
+						waits = append(waits, durable{p, res.LastOffset, sp})
+					}
+				}
+			}
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				sp.ErrorMessage = errorMessage(err)
+			}
+			failed = failed || sp.ErrorCode != 0
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	switch {
+	case req.Acks == 0:
+		// No response at all; a failure closes the connection so that
+		// the producer notices, as Kafka does.
+		return reply{none: true, hangUp: failed}
+	case len(waits) == 0:
+		return now(resp)
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	return deferred(func(ctx context.Context) kmsg.Response {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		for _, w := range waits {
+			if err := w.p.WaitDurable(ctx, w.last); err != nil {
+				w.rp.ErrorCode = errorCode(err)
+				w.rp.BaseOffset, w.rp.LogAppendTime, w.rp.LogStartOffset = -1, -1, -1
+				w.rp.ErrorMessage = errorMessage(err)
+			}
+		}
+		return resp
+	})
+}
