@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+const groupSynopsis = `group <list|describe|delete> [flags]
+
+  weir group list
+  weir group describe NAME    members, and per partition the committed offset, end offset and lag
+  weir group delete NAME      only an empty group (no members) can be deleted
+
+Consume as a group member with 'weir consume TOPIC --group NAME'.`
+
+// runGroup dispatches the consumer group subcommands.
+func runGroup(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("group", "missing subcommand: list, describe or delete")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: weir %s\n", groupSynopsis)
+		return nil
+	case "list", "ls":
+		return runGroupList(ctx, e, args[1:])
+	case "describe":
+		return runGroupDescribe(ctx, e, args[1:])
+	case "delete", "rm":
+		return runGroupDelete(ctx, e, args[1:])
+	}
+	return usagef("group", "unknown subcommand %q: want list, describe or delete", args[0])
+}
+
+func runGroupList(ctx context.Context, e *env, args []string) error {
+	const cmd = "group list"
+	fs := e.newFlagSet(cmd, "group list [flags]")
+	cf := e.addClientFlags(fs)
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef(cmd, "unexpected argument %q", pos[0])
+	}
+	adm, err := newAdmin(cf)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		return fmt.Errorf("weir: list groups: %w", err)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL-TYPE")
+	for _, g := range groups.Sorted() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, dash(g.State), dash(g.ProtocolType))
+	}
+	return tw.Flush()
+}
+
+func runGroupDescribe(ctx context.Context, e *env, args []string) error {
+	const cmd = "group describe"
+	fs := e.newFlagSet(cmd, "group describe NAME [flags]")
+	cf := e.addClientFlags(fs)
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName(cmd, "group", pos)
+	if err != nil {
+		return err
+	}
+	adm, err := newAdmin(cf)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	lags, err := adm.Lag(ctx, name)
+	if err != nil {
+		return &BrokerError{Op: "describe group", Name: name, Err: err}
+	}
+	l, ok := lags[name]
+	if !ok {
+		return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
+	}
+	if err := l.Error(); err != nil {
+		return &BrokerError{Op: "describe group", Name: name, Err: err}
+	}
+	if l.State == "Dead" {
+		return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
+	}
+	fmt.Fprintf(e.stdout, "group: %s\nstate: %s\nprotocol: %s\nmembers: %d\n", name, dash(l.State), dash(l.Protocol), len(l.Members))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	if len(l.Members) > 0 {
+		fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST")
+		for _, m := range l.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.MemberID, dash(m.ClientID), dash(m.ClientHost))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
+	for _, p := range l.Lag.Sorted() {
+		member := "-"
+		if p.Member != nil {
+			member = p.Member.MemberID
+		}
+		lag := fmt.Sprint(p.Lag)
+		if p.Err != nil {
+			lag = errText(p.Err)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, p.Commit.At, p.End.Offset, lag, member)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "total lag: %d\n", l.Lag.Total())
+	return nil
+}
+
+func runGroupDelete(ctx context.Context, e *env, args []string) error {
+	const cmd = "group delete"
+	fs := e.newFlagSet(cmd, "group delete NAME [flags]")
+	cf := e.addClientFlags(fs)
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName(cmd, "group", pos)
+	if err != nil {
+		return err
+	}
+	adm, err := newAdmin(cf)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	if _, err := adm.DeleteGroup(ctx, name); err != nil {
+		return &BrokerError{Op: "delete group", Name: name, Err: err}
+	}
+	fmt.Fprintf(e.stdout, "deleted group %s\n", name)
+	return nil
+}
+
+// oneName checks that pos is exactly one name of kind ("topic", "group").
+func oneName(cmd, kind string, pos []string) (string, error) {
+	switch {
+	case len(pos) == 0:
+		return "", usagef(cmd, "missing %s name", kind)
+	case len(pos) > 1:
+		return "", usagef(cmd, "want one %s name, got %d arguments", kind, len(pos))
+	case strings.TrimSpace(pos[0]) == "":
+		return "", usagef(cmd, "empty %s name", kind)
+	}
+	return pos[0], nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,57 @@
+package weirtest_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/weirtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestStart(t *testing.T) {
+	produceAndConsume(t)
+}
+
+func TestStartAppliesOptions(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 3 }, weirtest.Logger(t, 0))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "auto", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	details, err := kadm.NewClient(cl).ListTopics(ctx, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(details["auto"].Partitions); got != 3 {
+		t.Fatalf("auto-created topic has %d partitions, want DefaultPartitions=3", got)
+	}
+}
+
+func TestCloseReleasesPort(t *testing.T) {
+	var addr string
+	t.Run("broker", func(t *testing.T) {
+		addr = weirtest.Start(t).Addr()
+	})
+	// The subtest's cleanup closed the broker: its port is free again.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("port of a closed broker is still in use: %v", err)
+	}
+	ln.Close()
+}
