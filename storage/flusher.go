@@ -6,7 +6,7 @@ import (
 )
 
 // maxFlushWorkers bounds how many partitions the flusher fsyncs at once.
-const maxFlushWorkers = 4
+const maxFlushWorkers = 16
 
 // flusher is the Log's single group-commit point. Partitions add themselves
 // after writing; runFlusher fsyncs them (SyncAlways: at once, SyncInterval:

@@ -16,7 +16,7 @@ func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return wrapOSFile(f), nil
 }
 func (OSFS) Remove(name string) error                     { return os.Remove(name) }
 func (OSFS) RemoveAll(name string) error                  { return os.RemoveAll(name) }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,7 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 	dataDir := fs.String("data-dir", "", "parent `directory` of the embedded weir's temp data dir (default: the system temp dir)")
 	fsync := fs.String("fsync", "always", "fsync policy of the embedded weir: always, interval, never")
 	skipKfake := fs.Bool("skip-kfake", false, "do not measure the kfake reference")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the weir phases to `file`")
 	pos, err := e.parseFlags(fs, cmd, args)
 	if err != nil {
 		return err
@@ -111,9 +113,22 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 		spec.records, spec.recordSize, spec.partitions, spec.duration, spec.linger)
 
 	var results []benchResult
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("weir: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("weir: %w", err)
+		}
+	}
 	weir, err := benchWeir(ctx, e, spec, *brokers, *dataDir, policy, *fsync)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
 	}
 	results = append(results, weir)
 	if !*skipKfake {
