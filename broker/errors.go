@@ -50,6 +50,10 @@ func errorCode(err error) int16 {
 		return kerr.UnsupportedForMessageFormat.Code
 	case errors.Is(err, storage.ErrMessageTooLarge):
 		return kerr.MessageTooLarge.Code
+	case errors.Is(err, storage.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, storage.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch.Code
 	case errors.Is(err, storage.ErrClosed), errors.Is(err, ErrClosed):
 		// The broker is shutting down: retriable, clients come back.
 		return kerr.NotLeaderForPartition.Code

@@ -15,9 +15,12 @@ import (
 // is durable. acks=0 gets no response at all; if it failed, the connection
 // is closed.
 //
-// Idempotent batches are stored as they are: producer ids and sequence
-// numbers are not checked yet. Transactional produce is answered with
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see errTransactionsUnsupported).
+// Idempotent batches are checked per partition by storage: a retry of one
+// of the producer's last five batches is answered with its original offsets
+// and not stored again; a gap in the sequence is OUT_OF_ORDER_SEQUENCE_NUMBER
+// and an older epoch INVALID_PRODUCER_EPOCH. Transactional produce is
+// answered with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see
+// errTransactionsUnsupported).
 func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRequest) reply {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type durable struct {

@@ -17,6 +17,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -39,7 +40,31 @@ var (
 	ErrMessageTooLarge   = errors.New("weir: record batch too large")         // MESSAGE_TOO_LARGE
 	ErrClosed            = errors.New("weir: log closed")                     // KAFKA_STORAGE_ERROR / NOT_LEADER
 	ErrPartitionDeleted  = errors.New("weir: partition deleted")              // UNKNOWN_TOPIC_OR_PARTITION
+
+	// Idempotent producer checks (see producers.go). A batch that breaks
+	// its producer's sequence arrives as a *SequenceError.
+	ErrOutOfOrderSequence   = errors.New("weir: out of order sequence number") // OUT_OF_ORDER_SEQUENCE_NUMBER
+	ErrInvalidProducerEpoch = errors.New("weir: stale producer epoch")         // INVALID_PRODUCER_EPOCH
 )
+
+// SequenceError says why an idempotent batch was refused: its producer's
+// epoch is older than the partition's (Err is ErrInvalidProducerEpoch) or
+// its first sequence does not follow the last one stored (Err is
+// ErrOutOfOrderSequence). Nothing of the append was stored.
+type SequenceError struct {
+	ProducerID   int64
+	Epoch        int16 // the batch's
+	FirstSeq     int32 // the batch's
+	CurrentEpoch int16 // the partition's for this producer
+	LastSeq      int32 // the last sequence stored for this producer
+	Err          error
+}
+
+func (e *SequenceError) Error() string {
+	return fmt.Sprintf("%v: producer %d epoch %d sequence %d, partition has epoch %d last sequence %d",
+		e.Err, e.ProducerID, e.Epoch, e.FirstSeq, e.CurrentEpoch, e.LastSeq)
+}
+func (e *SequenceError) Unwrap() error { return e.Err }
 
 // WriteError wraps the first failed write or fsync of a partition. It is
 // sticky: every later Append/WaitDurable on that partition returns the same
@@ -116,8 +141,16 @@ type Options struct {
 	// RetentionCheckInterval is how often retention and segment.ms rolls run. Default 1 min.
 	RetentionCheckInterval time.Duration
 	Defaults               TopicConfig // zero fields take Kafka defaults
-	Logger                 *slog.Logger
-	Now                    func() time.Time // default time.Now
+	// ProducerIDExpiration: an idempotent producer's state is forgotten
+	// this long after its last append (producer.id.expiration.ms).
+	// Default DefaultProducerIDExpiration (1 day).
+	ProducerIDExpiration time.Duration
+	// MaxProducersPerPartition bounds the idempotent producers one
+	// partition tracks; beyond it the least recently active is evicted.
+	// Default DefaultMaxProducersPerPartition.
+	MaxProducersPerPartition int
+	Logger                   *slog.Logger
+	Now                      func() time.Time // default time.Now
 }
 
 // AppendResult describes a successful append.
@@ -126,6 +159,10 @@ type AppendResult struct {
 	LastOffset     int64 // offset of the last record
 	LogAppendTime  int64 // ms; -1 unless the topic uses LogAppendTime
 	LogStartOffset int64
+	// Duplicate is true when every batch repeated one of its idempotent
+	// producer's last five batches: nothing was stored, and the offsets
+	// are those of the original append.
+	Duplicate bool
 }
 
 // Log is a set of topics on disk.

@@ -85,6 +85,12 @@ func Open(opts Options) (*Log, error) {
 	if opts.RetentionCheckInterval <= 0 {
 		opts.RetentionCheckInterval = time.Minute
 	}
+	if opts.ProducerIDExpiration <= 0 {
+		opts.ProducerIDExpiration = DefaultProducerIDExpiration
+	}
+	if opts.MaxProducersPerPartition <= 0 {
+		opts.MaxProducersPerPartition = DefaultMaxProducersPerPartition
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

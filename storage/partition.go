@@ -46,8 +46,8 @@ type Partition struct {
 		changed  chan struct{} // closed and replaced when hw, werr or state change
 		subs     map[uint64]chan<- struct{}
 		subSeq   uint64
-		// The idempotent producer's per-producer sequence state will live
-		// here, checked in Append under mu.
+		producers producerState // idempotent producers, checked in Append (producers.go)
+		evicted   int64         // producers evicted for MaxProducersPerPartition
 	}
 }
 
@@ -96,6 +96,12 @@ func openPartition(l *Log, t *Topic, id int32, clean bool) (*Partition, error) {
 	p.mu.hw, p.mu.hwPos = active.next, active.size
 	p.mu.logStart = max(p.mu.logStart, p.mu.segs[0].base)
 	p.mu.logStart = min(p.mu.logStart, p.mu.hw)
+	if err := p.loadProducersLocked(now); err != nil {
+		for _, s := range p.mu.segs {
+			s.f.Close()
+		}
+		return nil, fmt.Errorf("weir: storage: load producer state of %s/%d: %w", t.name, id, err)
+	}
 	return p, nil
 }
 
@@ -204,9 +210,11 @@ func (p *Partition) usableLocked() error {
 	return nil
 }
 
-// Append validates every batch in records, assigns offsets by rewriting each
-// baseOffset in place (and, for LogAppendTime topics, the timestamp), and
-// writes all batches or none.
+// Append validates every batch in records, checks idempotent producers'
+// epochs and sequence numbers, assigns offsets by rewriting each baseOffset
+// in place (and, for LogAppendTime topics, the timestamp), and writes all
+// batches or none. A retried append that repeats already stored batches is
+// not stored again: it answers the original offsets with Duplicate set.
 func (p *Partition) Append(records []byte) (AppendResult, error) {
 	cfg := p.topic.Config()
 	if _, err := ValidateBatches(records, cfg.MaxMessageBytes); err != nil {
@@ -224,6 +232,18 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 	defer p.mu.Unlock()
 	if err := p.usableLocked(); err != nil {
 		return AppendResult{}, err
+	}
+	dup, first, last, err := p.checkProducersLocked(records)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if dup {
+		appendTime := int64(-1)
+		if cfg.logAppendTime() {
+			appendTime = last.timestamp
+		}
+		return AppendResult{BaseOffset: first.baseOffset, LastOffset: last.lastOffset,
+			LogAppendTime: appendTime, LogStartOffset: p.mu.logStart, Duplicate: true}, nil
 	}
 	seg := p.activeLocked()
 	if seg.size > 0 && (seg.size+int64(len(records)) > cfg.SegmentBytes ||
@@ -258,6 +278,7 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 		seg.appendedLocked(h, start+int64(pos))
 		pos += int(h.size)
 	}
+	p.recordProducersLocked(records, now.UnixMilli())
 	switch p.log.opts.Sync {
 	case SyncAlways:
 		p.queueFlushLocked(true)
@@ -289,6 +310,7 @@ func (p *Partition) rollLocked(now time.Time) error {
 	if err := old.writeIndexesLocked(p.log.fs); err != nil {
 		return p.failLocked("write index", err)
 	}
+	p.snapshotProducersLocked(old.next)
 	s, err := createSegment(p.log.fs, p.dir, old.next, now)
 	if err != nil {
 		return p.failLocked("create segment", err)
@@ -552,6 +574,7 @@ func (p *Partition) DeleteRecords(before int64) (lowWatermark int64, err error) 
 		}
 		p.mu.logStart = before
 		p.deleteSegmentsLocked(func(s *segment, _ int64) bool { return s.next <= before })
+		p.pruneProducersLocked()
 	}
 	return p.mu.logStart, nil
 }
@@ -613,6 +636,10 @@ func (p *Partition) retain(now time.Time, cfg TopicConfig) {
 		}
 		return cfg.RetentionBytes >= 0 && total-s.size >= cfg.RetentionBytes
 	})
+	p.expireProducersLocked(now.UnixMilli())
+	if n > 0 {
+		p.pruneProducersLocked()
+	}
 	if n > 0 && p.log.logger.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.logger.Debug("storage: retention deleted segments", "topic", p.topic.name, "partition", p.id,
 			"segments", n, "log_start_offset", p.mu.logStart)
@@ -636,6 +663,8 @@ func (p *Partition) close(state error, sync bool) error {
 			errs = append(errs, p.failLocked("sync", err))
 		} else if err := a.writeIndexesLocked(p.log.fs); err != nil {
 			errs = append(errs, p.failLocked("write index", err))
+		} else if state == ErrClosed && len(p.mu.producers.m) > 0 {
+			p.snapshotProducersLocked(a.next)
 		}
 	}
 	for _, s := range p.mu.segs {

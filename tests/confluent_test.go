@@ -43,6 +43,7 @@ func TestConfluentKafkaGo(t *testing.T) {
 		"go.logs.channel.enable": true,
 		"go.logs.channel":        logs,
 		"acks":                   "all",
+		"enable.idempotence":     true, // InitProducerId and sequence-checked batches
 		"compression.type":       "zstd",
 		"linger.ms":              5,
 	})

@@ -17,7 +17,16 @@ import (
 // moments while a producer (acks=all) writes continuously. After the last
 // restart every acknowledged record must be readable at the offset its ack
 // reported, and every partition must hold contiguous offsets from 0.
-func TestDurabilityKill9(t *testing.T) {
+func TestDurabilityKill9(t *testing.T) { runKill9(t, false) }
+
+// TestIdempotenceKill9 is the same with franz-go's idempotent producer:
+// batches that the broker wrote but could not answer before it died are
+// retried with the same sequence numbers, and the restarted broker, whose
+// producer state is rebuilt from the log, answers them as duplicates. Not
+// one record may be stored twice.
+func TestIdempotenceKill9(t *testing.T) { runKill9(t, true) }
+
+func runKill9(t *testing.T, idempotent bool) {
 	if testing.Short() {
 		t.Skip("builds and kills a broker process; skipped with -short")
 	}
@@ -27,16 +36,19 @@ func TestDurabilityKill9(t *testing.T) {
 
 	const topic, partitions = "durable", 3
 	ctx := testContext(t, 60*time.Second)
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(srv.addr),
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.DisableIdempotentWrite(), // keep this test about the log, not producer sequence numbers
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-		kgo.ProduceRequestTimeout(5*time.Second),
-	)
+		kgo.ProduceRequestTimeout(5 * time.Second),
+	}
+	if !idempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,10 +158,13 @@ func TestDurabilityKill9(t *testing.T) {
 			dups += n - 1
 		}
 	}
-	t.Logf("%d kills, %d records acknowledged, %d stored, %d lost, %d duplicates (re-sent after an unacknowledged write; allowed without idempotence)",
-		kills, len(acked), total, lost, dups)
+	t.Logf("%d kills, idempotent %v: %d records acknowledged, %d stored, %d lost, %d duplicates (without idempotence, re-sends of unacknowledged writes may duplicate)",
+		kills, idempotent, len(acked), total, lost, dups)
 	if lost > 0 {
 		t.Errorf("%d acknowledged records lost", lost)
+	}
+	if idempotent && dups > 0 {
+		t.Errorf("%d records stored twice by an idempotent producer", dups)
 	}
 	if err := srv.stop(); err != nil {
 		t.Errorf("weir serve after SIGTERM: %v (want exit status 0)", err)
