@@ -203,6 +203,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	gcfg := cfg.groupConfig()
+	gcfg.Logger = cfg.Logger
 	gcfg.PartitionExists = func(topic string, partition int32) bool {
 		t, ok := lg.Topic(topic)
 		if !ok {

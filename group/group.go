@@ -268,6 +268,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 			fail(kerr.UnknownMemberID.Code)
 			return
 		case c.cfg.RequireCreate:
+			c.refuseUncreated(r.Group)
 			fail(kerr.GroupAuthorizationFailed.Code)
 			return
 		case !c.makeRoom():
@@ -276,6 +277,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 		}
 		g = c.newGroup(now, r.Group)
 	} else if c.cfg.RequireCreate && !g.created {
+		c.refuseUncreated(r.Group)
 		fail(kerr.GroupAuthorizationFailed.Code)
 		return
 	}

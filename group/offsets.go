@@ -56,6 +56,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 	if g == nil {
 		switch {
 		case c.cfg.RequireCreate:
+			c.refuseUncreated(r.Group)
 			all(kerr.GroupAuthorizationFailed.Code)
 			return
 		case gen >= 0:
@@ -68,6 +69,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 		}
 		g = c.newGroup(now, r.Group)
 	} else if c.cfg.RequireCreate && !g.created {
+		c.refuseUncreated(r.Group)
 		all(kerr.GroupAuthorizationFailed.Code)
 		return
 	}

@@ -40,6 +40,8 @@ type RawCoordinator struct {
 	groups map[string]*Group
 	timers timerHeap
 
+	warned map[string]struct{} // groups refuseUncreated logged
+
 	nextID        uint64
 	idPrefix      string
 	nextRetention time.Time
@@ -54,7 +56,7 @@ func NewRawCoordinator(cfg Config) (*RawCoordinator, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &RawCoordinator{cfg: cfg, groups: make(map[string]*Group)}
+	c := &RawCoordinator{cfg: cfg, groups: make(map[string]*Group), warned: make(map[string]struct{})}
 	c.idPrefix = cfg.MemberIDPrefix
 	if c.idPrefix == "" {
 		var b [6]byte
@@ -114,7 +116,32 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 		g.created = true
 		c.persistGroup(g)
 	}
-	c.reply(func(kmsg.Response) { done(nil) }, nil)
+	c.reply(func(r kmsg.Response) { done(r.(*createResult).err) }, &createResult{})
+}
+
+// createResult carries CreateGroup's outcome through Ready, so that a
+// failed fsync fails the create too. It is never encoded.
+type createResult struct {
+	kmsg.Response // nil: only Deliver and CreateGroup's callback see it
+	err           error
+}
+
+// refuseUncreated logs, at most once per group for a while, why a group
+// that was never created is refused: Kafka's responses to JoinGroup,
+// SyncGroup and OffsetCommit carry no error message.
+func (c *RawCoordinator) refuseUncreated(name string) {
+	if c.cfg.Logger == nil {
+		return
+	}
+	if _, ok := c.warned[name]; ok {
+		return
+	}
+	if len(c.warned) >= 1000 {
+		clear(c.warned)
+	}
+	c.warned[name] = struct{}{}
+	c.cfg.Logger.Warn("weir: refusing a consumer group that was never created (GROUP_AUTHORIZATION_FAILED); "+
+		"the broker requires groups to be created first: weir group create NAME", "group", name)
 }
 
 // Ready returns the output collected since the last call and clears it.
@@ -158,6 +185,8 @@ func failDurable(resp kmsg.Response) {
 		if r.ErrorCode == 0 {
 			r.ErrorCode = code
 		}
+	case *createResult:
+		r.err = kerr.CoordinatorNotAvailable
 	}
 }
 
