@@ -1,0 +1,51 @@
+package broker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestGroupRepliesInOrderWithoutBlockingOthers pipelines a JoinGroup, which
+// waits in the coordinator, and an ApiVersions on one connection: the
+// answers come in request order. Meanwhile another connection is served.
+func TestGroupRepliesInOrderWithoutBlockingOthers(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.GroupInitialRebalanceDelay = time.Hour })
+	a := dialRaw(t, b)
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version = 3 // no MEMBER_ID_REQUIRED: the join waits at once
+	join.Group = "waiting"
+	join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 10_000, 10_000
+	join.ProtocolType = "consumer"
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0}}}
+	versions := kmsg.NewPtrApiVersionsRequest()
+	a.write(append(frameOf(join, 1), frameOf(versions, 2)...))
+
+	// The other connection's group requests are answered while the join
+	// waits (the initial delay is an hour).
+	other := dialRaw(t, b)
+	desc := kmsg.NewPtrDescribeGroupsRequest()
+	desc.Groups = []string{"waiting"}
+	resp := other.roundTrip(desc).(*kmsg.DescribeGroupsResponse)
+	if len(resp.Groups) != 1 || resp.Groups[0].State != "PreparingRebalance" || len(resp.Groups[0].Members) != 1 {
+		t.Fatalf("describe while the join waits: %+v", resp.Groups)
+	}
+
+	// Remove the waiting member: its JoinGroup is answered, then the
+	// ApiVersions queued behind it.
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Version = 3
+	leave.Group = "waiting"
+	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: resp.Groups[0].Members[0].MemberID}}
+	if lr := other.roundTrip(leave).(*kmsg.LeaveGroupResponse); lr.ErrorCode != 0 || lr.Members[0].ErrorCode != 0 {
+		t.Fatalf("leave: %+v", lr)
+	}
+	for want := int32(1); want <= 2; want++ {
+		rd := kbin.Reader{Src: a.readFrame()}
+		if corr := rd.Int32(); corr != want {
+			t.Fatalf("response %d came with correlation id %d: out of order", want, corr)
+		}
+	}
+}
