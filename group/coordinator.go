@@ -2,7 +2,9 @@ package group
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -175,6 +177,15 @@ func (c *Coordinator) run() {
 }
 
 func (c *Coordinator) apply(r request) {
+	defer func() {
+		// The last resort, as for connections: a bug handling one request
+		// must not take the broker down. That request is not answered (its
+		// client times out and retries); the rest carry on.
+		if p := recover(); p != nil {
+			c.logger.Error("weir: panic in the group coordinator; request dropped",
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
 	now := c.now()
 	if r.createDone != nil {
 		c.raw.CreateGroup(now, r.create, r.createDone)

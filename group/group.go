@@ -271,7 +271,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 			c.refuseUncreated(r.Group)
 			fail(kerr.GroupAuthorizationFailed.Code)
 			return
-		case !c.makeRoom():
+		case !c.makeRoom(now):
 			fail(kerr.CoordinatorNotAvailable.Code)
 			return
 		}

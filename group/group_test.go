@@ -468,3 +468,14 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupLimitWithLiveGroups(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxGroups = 3 })
+	for i := range 3 {
+		h.stableGroup("live-"+itoa(i), 1)
+	}
+	wantCode(t, "a fourth group while three have members", h.send(joinReq("fourth", "", nil)), kerr.CoordinatorNotAvailable)
+	// The members go away; their groups, holding nothing, make room.
+	h.advance(time.Minute)
+	wantCode(t, "a fourth group after the others emptied", h.send(joinReq("fourth", "", nil)), kerr.MemberIDRequired)
+}

@@ -63,7 +63,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 			// A member of a generation this coordinator never had.
 			all(kerr.IllegalGeneration.Code)
 			return
-		case !c.makeRoom():
+		case !c.makeRoom(now):
 			all(kerr.CoordinatorNotAvailable.Code)
 			return
 		}
@@ -345,9 +345,13 @@ func (c *RawCoordinator) expireOffsets(now time.Time) {
 	}
 }
 
+func (g *Group) droppable() bool {
+	return g.state == Empty && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && !g.created
+}
+
 // maybeDropGroup forgets an empty group that holds nothing worth keeping.
 func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
-	if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 || len(g.offsets) > 0 || g.created {
+	if !g.droppable() {
 		return false
 	}
 	delete(c.groups, g.name)
@@ -359,13 +363,28 @@ func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
 }
 
 // makeRoom reports whether another group fits, dropping abandoned groups
-// (empty, nothing committed) when the limit is reached.
-func (c *RawCoordinator) makeRoom() bool {
+// (empty, nothing committed) when the limit is reached. A sweep is O(groups),
+// so one that freed nothing is not repeated for a second: a flood of new
+// group ids cannot make every request pay for it.
+func (c *RawCoordinator) makeRoom(now time.Time) bool {
 	if len(c.groups) < c.cfg.MaxGroups {
 		return true
 	}
-	for _, name := range c.sortedGroupNames() {
+	if now.Before(c.nextSweep) {
+		return false
+	}
+	var drop []string
+	for name, g := range c.groups {
+		if g.droppable() {
+			drop = append(drop, name)
+		}
+	}
+	sort.Strings(drop) // the records they write are in a deterministic order
+	for _, name := range drop {
 		c.maybeDropGroup(c.groups[name])
+	}
+	if len(drop) == 0 {
+		c.nextSweep = now.Add(time.Second)
 	}
 	return len(c.groups) < c.cfg.MaxGroups
 }

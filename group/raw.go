@@ -45,6 +45,7 @@ type RawCoordinator struct {
 	nextID        uint64
 	idPrefix      string
 	nextRetention time.Time
+	nextSweep     time.Time // makeRoom found nothing to drop; do not look again before
 
 	out Ready
 }
@@ -106,7 +107,7 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 	}
 	g := c.groups[name]
 	if g == nil {
-		if !c.makeRoom() {
+		if !c.makeRoom(now) {
 			done(kerr.CoordinatorNotAvailable)
 			return
 		}
