@@ -282,7 +282,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 		return
 	}
 	defer c.schedule(g)
-	if !c.acceptJoiningMember(g, r.MemberID) {
+	if !c.acceptJoiningMember(g, r.MemberID, r.InstanceID) {
 		fail(kerr.GroupMaxSizeReached.Code)
 		return
 	}
@@ -316,10 +316,16 @@ type memberSpec struct {
 }
 
 // acceptJoiningMember is Kafka's group.max.size check: known and pending
-// members may always rejoin; a new one only while there is room.
-func (c *RawCoordinator) acceptJoiningMember(g *Group, memberID string) bool {
+// members (and a static member taking over its own place) may always
+// rejoin; a new one only while there is room.
+func (c *RawCoordinator) acceptJoiningMember(g *Group, memberID string, instanceID *string) bool {
 	if _, ok := g.members[memberID]; ok {
 		return true
+	}
+	if instanceID != nil {
+		if _, ok := g.static[*instanceID]; ok {
+			return true
+		}
 	}
 	if _, ok := g.pending[memberID]; ok {
 		return true
