@@ -351,13 +351,23 @@ func TestGoka(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var failed atomic.Int64
 		for i := range n {
-			if err := em.EmitSync(fmt.Sprintf("key-%d", i%5), round); err != nil {
+			pr, err := em.Emit(fmt.Sprintf("key-%d", i%5), round)
+			if err != nil {
 				t.Fatal(err)
 			}
+			pr.Then(func(err error) {
+				if err != nil {
+					failed.Add(1)
+				}
+			})
 		}
-		if err := em.Finish(); err != nil {
+		if err := em.Finish(); err != nil { // waits for every emit
 			t.Fatal(err)
+		}
+		if f := failed.Load(); f > 0 {
+			t.Fatalf("%d emits failed", f)
 		}
 	}
 	run := func() (*goka.Processor, func()) {
