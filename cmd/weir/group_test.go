@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir/broker"
 )
 
 // TestGroup runs consume --group and the group commands against weir.
@@ -104,5 +106,22 @@ func TestGroupMembersResetCreate(t *testing.T) {
 	}
 	if out := mustWeir(t, nil, "group", "list", b); !regexp.MustCompile(`(?m)^made\s+Empty\s`).MatchString(out) {
 		t.Errorf("group list after create:\n%s", out)
+	}
+}
+
+// TestGroupRequireCreate: with --require-group-create, consuming as a group
+// that was not created fails at once with a message naming the fix.
+func TestGroupRequireCreate(t *testing.T) {
+	b := "--brokers=" + startBrokerWith(t, func(c *broker.Config) { c.RequireGroupCreate = true })
+	mustWeir(t, nil, "topic", "create", "guarded", b)
+	mustWeir(t, strings.NewReader("a\n"), "produce", "guarded", b)
+	_, errOut, code := weir(t, nil, "consume", "guarded", "--group", "typo", "--from", "earliest", "--count", "1", b)
+	if code != 1 || !strings.Contains(errOut, `consume as group "typo"`) || !strings.Contains(errOut, "GROUP_AUTHORIZATION_FAILED") ||
+		!strings.Contains(errOut, "weir group create") {
+		t.Errorf("consume with an uncreated group: exit %d, stderr %q", code, errOut)
+	}
+	mustWeir(t, nil, "group", "create", "typo", b)
+	if out := mustWeir(t, nil, "consume", "guarded", "--group", "typo", "--from", "earliest", "--count", "1", "--format", "value", b); out != "a\n" {
+		t.Errorf("consume after create printed %q", out)
 	}
 }
