@@ -256,9 +256,16 @@ func TestKcatBalancedConsumers(t *testing.T) {
 }
 
 // TestConfluentConsumerGroup runs two confluent-kafka-go (librdkafka)
-// group consumers with manual commits and checks they split the
-// partitions, consume everything and commit the end offsets.
+// group consumers with manual commits, with librdkafka's default eager
+// assignors and with cooperative-sticky, and checks they consume
+// everything and commit the end offsets.
 func TestConfluentConsumerGroup(t *testing.T) {
+	for _, strategy := range []string{"range,roundrobin", "cooperative-sticky"} {
+		t.Run(strategy, func(t *testing.T) { runConfluentGroup(t, strategy) })
+	}
+}
+
+func runConfluentGroup(t *testing.T, strategy string) {
 	b := weirtest.Start(t)
 	const topic, group = "confluent-group", "confluent-readers"
 	createTopic(t, b, topic, 4)
@@ -273,13 +280,14 @@ func TestConfluentConsumerGroup(t *testing.T) {
 	var counts [2]atomic.Int64
 	for i := range 2 {
 		c, err := kafka.NewConsumer(&kafka.ConfigMap{
-			"bootstrap.servers":      b.Addr(),
-			"group.id":               group,
-			"auto.offset.reset":      "earliest",
-			"enable.auto.commit":     false,
-			"heartbeat.interval.ms":  200,
-			"go.logs.channel.enable": true,
-			"go.logs.channel":        logs,
+			"bootstrap.servers":             b.Addr(),
+			"group.id":                      group,
+			"auto.offset.reset":             "earliest",
+			"enable.auto.commit":            false,
+			"heartbeat.interval.ms":         200,
+			"partition.assignment.strategy": strategy,
+			"go.logs.channel.enable":        true,
+			"go.logs.channel":               logs,
 		})
 		if err != nil {
 			t.Fatal(err)
