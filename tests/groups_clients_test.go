@@ -20,6 +20,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	gokastorage "github.com/lovoo/goka/storage"
+	segkafka "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -457,5 +458,66 @@ func TestGoka(t *testing.T) {
 	}
 	if err == nil {
 		t.Logf("goka's replication check passed too")
+	}
+}
+
+// TestKafkaGoConsumerGroup reads a topic with two segmentio/kafka-go
+// Readers in one group (synchronous commits) and checks everything is
+// consumed and committed.
+func TestKafkaGoConsumerGroup(t *testing.T) {
+	b := weirtest.Start(t)
+	const topic, group = "kafkago-group", "kafkago-readers"
+	createTopic(t, b, topic, 4)
+	produceN(t, b.Addr(), topic, 200, "k")
+	ends := endOffsets(t, b.Addr(), topic)
+	seen := newSeenSet()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var readers []*segkafka.Reader
+	for range 2 {
+		r := segkafka.NewReader(segkafka.ReaderConfig{
+			Brokers:           []string{b.Addr()},
+			GroupID:           group,
+			Topic:             topic,
+			StartOffset:       segkafka.FirstOffset,
+			HeartbeatInterval: 200 * time.Millisecond,
+			MaxWait:           200 * time.Millisecond,
+		})
+		readers = append(readers, r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := r.FetchMessage(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("kafka-go fetch: %v", err)
+					}
+					return
+				}
+				seen.add(&kgo.Record{Partition: int32(m.Partition), Offset: m.Offset})
+				if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+					t.Errorf("kafka-go commit: %v", err)
+				}
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
+	waitFor(t, 20*time.Second, "the commits", func() bool {
+		got := committedOffsets(t, b.Addr(), group)
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	for _, r := range readers {
+		if err := r.Close(); err != nil {
+			t.Errorf("close reader: %v", err)
+		}
 	}
 }
