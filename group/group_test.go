@@ -479,3 +479,28 @@ func TestGroupLimitWithLiveGroups(t *testing.T) {
 	h.advance(time.Minute)
 	wantCode(t, "a fourth group after the others emptied", h.send(joinReq("fourth", "", nil)), kerr.MemberIDRequired)
 }
+
+// TestOffsetRetentionAcrossRestart: the time a group has been empty is
+// persisted, so restarts do not keep its offsets alive forever.
+func TestOffsetRetentionAcrossRestart(t *testing.T) {
+	cfg := func(c *Config) { c.OffsetsRetention = time.Hour; c.RetentionCheckInterval = time.Minute }
+	h := newHarness(t, cfg)
+	ids, gen := h.stableGroup("g", 1)
+	wantCode(t, "commit", h.send(commitReq("g", ids[0], gen, "t", 0, 7)), nil)
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 1
+	lr.Group, lr.MemberID = "g", ids[0]
+	wantCode(t, "leave", h.send(lr), nil)
+	h.advance(50 * time.Minute)
+
+	restarted := newHarness(t, cfg)
+	restarted.now = h.now
+	restarted.c.Restore(h.now, h.records)
+	if got := restarted.committed("g", "t", 0); got != 7 {
+		t.Fatalf("offset after restore %d, want 7", got)
+	}
+	restarted.advance(12 * time.Minute)
+	if got := restarted.committed("g", "t", 0); got != -1 {
+		t.Fatalf("offset of a group empty for over an hour (across a restart) is %d, want -1", got)
+	}
+}

@@ -398,8 +398,17 @@ func (c *RawCoordinator) sortedGroupNames() []string {
 	return names
 }
 
-func (c *RawCoordinator) persistGroup(g *Group) {
-	c.persist(Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+func (c *RawCoordinator) persistGroup(g *Group) { c.persist(groupRecord(g)) }
+
+// groupRecord describes g. EmptySince keeps offset retention counting
+// across restarts: a group restored after a restart is Empty, but it has
+// been empty only since then if it had members before.
+func groupRecord(g *Group) Record {
+	r := Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created}
+	if g.state == Empty {
+		r.EmptySince = g.stateSince.UnixMilli()
+	}
+	return r
 }
 
 func offsetRecord(group, topic string, partition int32, o Offset) Record {
@@ -421,6 +430,10 @@ func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
 				g = c.newGroup(now, r.Group)
 			}
 			g.generation, g.protocolType, g.created = r.Generation, r.ProtocolType, r.Created
+			g.stateSince = now
+			if r.EmptySince > 0 {
+				g.stateSince = time.UnixMilli(r.EmptySince)
+			}
 		case RecordGroupDeleted:
 			delete(c.groups, r.Group)
 		case RecordOffset:
@@ -445,7 +458,7 @@ func (c *RawCoordinator) Snapshot() []Record {
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
 		if g.created || g.generation > 0 {
-			out = append(out, Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+			out = append(out, groupRecord(g))
 		}
 		tps := make([]topicPartition, 0, len(g.offsets))
 		for tp := range g.offsets {

@@ -14,7 +14,7 @@ import (
 
 func sampleRecords() []Record {
 	return []Record{
-		{Kind: RecordGroup, Group: "g", Generation: 3, ProtocolType: "consumer", Created: true},
+		{Kind: RecordGroup, Group: "g", Generation: 3, ProtocolType: "consumer", Created: true, EmptySince: 1700000000000},
 		{Kind: RecordOffset, Group: "g", Topic: "t", Partition: 1, Offset: 42, LeaderEpoch: 2, Metadata: "m", CommitTime: 1700000000000},
 		{Kind: RecordOffset, Group: "g", Topic: "t", Partition: 2, Offset: 7, LeaderEpoch: -1, CommitTime: 1700000000001},
 		{Kind: RecordOffsetDeleted, Group: "g", Topic: "t", Partition: 2},
