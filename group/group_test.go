@@ -504,3 +504,31 @@ func TestOffsetRetentionAcrossRestart(t *testing.T) {
 		t.Fatalf("offset of a group empty for over an hour (across a restart) is %d, want -1", got)
 	}
 }
+
+// TestUnsubscribedOffsetsExpire: a stable consumer group keeps the offsets
+// of topics it consumes however old, and loses, after the retention, those
+// of a topic no member subscribes to any more.
+func TestUnsubscribedOffsetsExpire(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.OffsetsRetention = time.Hour; c.RetentionCheckInterval = time.Minute })
+	j := joinReq("g", "", nil)
+	j.Version = 3
+	j.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: (&kmsg.ConsumerMemberMetadata{Topics: []string{"t"}}).AppendTo(nil)}}
+	jc := h.send(j)
+	h.advance(time.Second)
+	r := joinResp(t, jc)
+	id, gen := r.MemberID, r.Generation
+	s := syncReq("g", id, gen, map[string]string{id: "a"})
+	wantCode(t, "sync", h.send(s), nil)
+	wantCode(t, "commit t", h.send(commitReq("g", id, gen, "t", 0, 5)), nil)
+	wantCode(t, "commit u", h.send(commitReq("g", id, gen, "u", 0, 6)), nil)
+	for range 1300 { // 65 minutes of heartbeats
+		h.advance(3 * time.Second)
+		wantCode(t, "heartbeat", h.send(heartbeatReq("g", id, gen)), nil)
+	}
+	if got := h.committed("g", "t", 0); got != 5 {
+		t.Errorf("subscribed topic's offset %d, want 5", got)
+	}
+	if got := h.committed("g", "u", 0); got != -1 {
+		t.Errorf("unsubscribed topic's offset %d after the retention, want -1", got)
+	}
+}

@@ -324,14 +324,30 @@ func (g *Group) subscribedTo() func(string) bool {
 
 // expireOffsets deletes the offsets of groups that have been empty longer
 // than the retention (counted from the later of the commit and the moment
-// the group became empty), then drops empty groups with nothing left.
+// the group became empty), and those of a stable consumer group's topics
+// that no member subscribes to any more (counted from the commit), then
+// drops empty groups with nothing left.
 func (c *RawCoordinator) expireOffsets(now time.Time) {
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
+		if g.state == Stable && g.protocolType == "consumer" {
+			// Kafka also expires, by commit time, the offsets of topics a
+			// live consumer group no longer subscribes to.
+			subscribed := g.subscribedTo()
+			for _, tp := range g.sortedOffsets() {
+				o := g.offsets[tp]
+				if !subscribed(tp.topic) && now.Sub(o.CommitTime) >= c.cfg.OffsetsRetention {
+					delete(g.offsets, tp)
+					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+				}
+			}
+			continue
+		}
 		if g.state != Empty {
 			continue
 		}
-		for tp, o := range g.offsets {
+		for _, tp := range g.sortedOffsets() {
+			o := g.offsets[tp]
 			base := o.CommitTime
 			if g.stateSince.After(base) {
 				base = g.stateSince
@@ -460,19 +476,26 @@ func (c *RawCoordinator) Snapshot() []Record {
 		if g.created || g.generation > 0 {
 			out = append(out, groupRecord(g))
 		}
-		tps := make([]topicPartition, 0, len(g.offsets))
-		for tp := range g.offsets {
-			tps = append(tps, tp)
-		}
-		sort.Slice(tps, func(i, j int) bool {
-			if tps[i].topic != tps[j].topic {
-				return tps[i].topic < tps[j].topic
-			}
-			return tps[i].partition < tps[j].partition
-		})
+		tps := g.sortedOffsets()
 		for _, tp := range tps {
 			out = append(out, offsetRecord(g.name, tp.topic, tp.partition, g.offsets[tp]))
 		}
 	}
 	return out
+}
+
+// sortedOffsets returns the partitions g has offsets for, in order, so
+// that the records written about them are deterministic.
+func (g *Group) sortedOffsets() []topicPartition {
+	tps := make([]topicPartition, 0, len(g.offsets))
+	for tp := range g.offsets {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(i, j int) bool {
+		if tps[i].topic != tps[j].topic {
+			return tps[i].topic < tps[j].topic
+		}
+		return tps[i].partition < tps[j].partition
+	})
+	return tps
 }
