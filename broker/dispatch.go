@@ -118,7 +118,7 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 			resp.Version = 0
 			resp.ErrorCode = errUnsupportedVersion
 			resp.ApiKeys = supportedAPIs()
-			return pending{corr: h.corr, reply: now(resp)}, nil
+			return pending{corr: h.corr, key: h.key, reply: now(resp)}, nil
 		}
 		return pending{}, &frameError{Reason: "unsupported version", Key: h.key, Ver: h.version}
 	}
