@@ -168,4 +168,3 @@ func runTUSet(ctx context.Context, e *env, args []string) error {
 
 // cfFlagArgs passes the client flags on to another command.
 func cfFlagArgs(cf *clientFlags) []string { return []string{"--brokers", cf.brokers} }
-
