@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -81,6 +82,9 @@ func (c *Config) Validate() error {
 	if c.SyncInterval < 0 {
 		return &ConfigError{"SyncInterval", "must be >= 0"}
 	}
+	if err := c.Quota.Validate(); err != nil {
+		return &ConfigError{"Quota", err.Error()}
+	}
 	return nil
 }
 
@@ -104,6 +108,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
 	return c
 }
 
@@ -117,6 +124,8 @@ type Broker struct {
 	advHost   string
 	advPort   int32
 	producers *producerIDs
+	quota     *throughput // throughput units
+	metrics   *metrics
 
 	ctx    context.Context // cancelled by Close; parent of every connection's context
 	cancel context.CancelFunc
@@ -153,6 +162,11 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := &Broker{cfg: cfg, logger: cfg.Logger, clusterID: clusterID, producers: producers}
+	b.metrics = newMetrics(b, cfg.Metrics)
+	if b.quota, err = openThroughput(cfg, cfg.Logger, b.metrics); err != nil {
+		return nil, err
+	}
 	lg, err := storage.Open(storage.Options{
 		Dir:          cfg.DataDir,
 		FS:           cfg.FS,
@@ -179,16 +193,7 @@ func Start(cfg Config) (*Broker, error) {
 		lg.Close()
 		return nil, &ConfigError{"AdvertisedAddr", err.Error()}
 	}
-	b := &Broker{
-		cfg:       cfg,
-		logger:    cfg.Logger,
-		log:       lg,
-		ln:        ln,
-		clusterID: clusterID,
-		advHost:   hp.host,
-		advPort:   hp.port,
-		producers: producers,
-	}
+	b.log, b.ln, b.advHost, b.advPort = lg, ln, hp.host, hp.port
 	b.mu.conns = make(map[*conn]struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)

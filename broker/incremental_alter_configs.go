@@ -18,6 +18,13 @@ func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == kmsg.ConfigResourceTypeBroker {
+			// Throughput units are the broker's dynamic configs (quota.go).
+			code, err := b.alterQuotaConfigs(rr.ResourceName, rr.Configs, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		code, err := b.alterTopicConfig(rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(t *storage.Topic) (map[string]string, []string, error) {
 			return incrementalChanges(t, rr.Configs)
 		})
