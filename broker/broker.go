@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -85,7 +86,43 @@ func (c *Config) Validate() error {
 	if err := c.Quota.Validate(); err != nil {
 		return &ConfigError{"Quota", err.Error()}
 	}
+	gc := c.groupConfig()
+	if err := gc.Validate(); err != nil {
+		var ce *group.ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{groupField(ce.Field), ce.Reason}
+		}
+		return &ConfigError{"Group", err.Error()}
+	}
 	return nil
+}
+
+// groupConfig is the group coordinator's share of c.
+func (c *Config) groupConfig() group.Config {
+	return group.Config{
+		InitialRebalanceDelay: c.GroupInitialRebalanceDelay,
+		OffsetsRetention:      c.OffsetsRetention,
+		MinSessionTimeout:     c.GroupMinSessionTimeout,
+		MaxSessionTimeout:     c.GroupMaxSessionTimeout,
+		MaxGroupSize:          c.GroupMaxSize,
+		MaxGroups:             c.MaxGroups,
+		RequireCreate:         c.RequireGroupCreate,
+	}
+}
+
+// groupField names the Config field behind a group.Config field.
+func groupField(f string) string {
+	switch f {
+	case "InitialRebalanceDelay":
+		return "GroupInitialRebalanceDelay"
+	case "MinSessionTimeout":
+		return "GroupMinSessionTimeout"
+	case "MaxSessionTimeout":
+		return "GroupMaxSessionTimeout"
+	case "MaxGroupSize":
+		return "GroupMaxSize"
+	}
+	return f
 }
 
 // withDefaults returns a copy of c with every zero field set to its default.
@@ -126,6 +163,7 @@ type Broker struct {
 	producers *producerIDs
 	quota     *throughput // throughput units
 	metrics   *metrics
+	groups    *group.Coordinator
 
 	ctx    context.Context // cancelled by Close; parent of every connection's context
 	cancel context.CancelFunc
@@ -178,8 +216,23 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	gcfg := cfg.groupConfig()
+	gcfg.PartitionExists = func(topic string, partition int32) bool {
+		t, ok := lg.Topic(topic)
+		if !ok {
+			return false
+		}
+		_, ok = t.Partition(partition)
+		return ok
+	}
+	groups, err := group.Open(gcfg, cfg.FS, cfg.DataDir, cfg.Logger)
+	if err != nil {
+		lg.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		groups.Close()
 		lg.Close()
 		return nil, fmt.Errorf("weir: listen: %w", err)
 	}
@@ -190,10 +243,11 @@ func Start(cfg Config) (*Broker, error) {
 	hp, err := splitHostPort(adv)
 	if err != nil {
 		ln.Close()
+		groups.Close()
 		lg.Close()
 		return nil, &ConfigError{"AdvertisedAddr", err.Error()}
 	}
-	b.log, b.ln, b.advHost, b.advPort = lg, ln, hp.host, hp.port
+	b.log, b.ln, b.advHost, b.advPort, b.groups = lg, ln, hp.host, hp.port, groups
 	b.mu.conns = make(map[*conn]struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
@@ -225,6 +279,9 @@ func (b *Broker) Close() error {
 		}
 		b.mu.Unlock()
 		b.wg.Wait()
+		if gerr := b.groups.Close(); gerr != nil {
+			b.logger.Error("weir: close group coordinator", "err", gerr)
+		}
 		if lerr := b.log.Close(); lerr != nil {
 			err = lerr
 		} else if errors.Is(err, net.ErrClosed) {

@@ -77,7 +77,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.logger = b.logger.With("remote", c.remote)
-	c.ctx, c.cancel = context.WithCancel(b.ctx)
+	c.ctx, c.cancel = context.WithCancel(context.WithValue(b.ctx, remoteKey{}, c.remote))
 	return c
 }
 
