@@ -1,0 +1,7 @@
+package weir
+
+// producerConfig is a Producer's configuration: the shared client settings
+// plus the producer's own.
+type producerConfig struct {
+	client clientConfig
+}
