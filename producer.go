@@ -70,6 +70,9 @@ type Producer struct {
 
 	maxMessageBytes atomic.Int32 // topic's max.message.bytes, learned at start
 	partitions      atomic.Int32 // topic's partition count, learned at start
+	// loginFailed, while NewProducer checks the topic, ends that check
+	// when the hooks see a login fail.
+	loginFailed atomic.Pointer[context.CancelCauseFunc]
 
 	mu struct {
 		sync.Mutex
@@ -130,6 +133,13 @@ const unknownTopicChecks = 3
 // checkTopic asks for the topic's metadata until it is known, a fatal
 // error comes back, or ctx ends.
 func (p *Producer) checkTopic(ctx context.Context) error {
+	// A refused login can show up as a connection closed during SASL,
+	// which kgo retries for its whole request timeout; the hooks see it
+	// and cut the wait short.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.loginFailed.Store(&cancel)
+	defer p.loginFailed.Store(nil)
 	next := backoff(p.cfg.backoffFirst, p.cfg.backoffMax)
 	var lastErr error
 	unknown := 0
@@ -146,11 +156,17 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 				return f
 			}
 		}
+		if cause := context.Cause(ctx); errors.Is(cause, ErrAuthentication) {
+			return cause
+		}
 		lastErr = err
 		t := time.NewTimer(next(try))
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if cause := context.Cause(ctx); errors.Is(cause, ErrAuthentication) {
+				return cause
+			}
 			return fmt.Errorf("weir: topic %s: no usable answer from the brokers before the context ended: %w",
 				p.topic, errors.Join(ctx.Err(), lastErr))
 		case <-t.C:

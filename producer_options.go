@@ -187,7 +187,7 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		// The topic is checked when the producer starts; seeing it
 		// unknown again means it was deleted: fail fast, not after
 		// minutes of metadata refreshes.
-		opts = append(opts, kgo.UnknownTopicRetries(2))
+		opts = append(opts, kgo.UnknownTopicRetries(2), kgo.MetadataMinAge(time.Second))
 	}
 	return opts
 }

@@ -3,6 +3,7 @@ package weir
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -77,11 +78,20 @@ func (h *producerHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, 
 }
 
 func (h *producerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
-	if key != int16(kmsg.Produce) {
+	err := e2e.Err()
+	if err == nil || errors.Is(err, kgo.ErrClientClosed) || errors.Is(err, context.Canceled) {
 		return
 	}
-	if err := e2e.Err(); err != nil && !errors.Is(err, kgo.ErrClientClosed) && !errors.Is(err, context.Canceled) {
+	switch kmsg.Key(key) {
+	case kmsg.Produce:
 		h.p.stats.retried.Add(1)
+	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		// Some brokers refuse a login by closing the connection rather
+		// than answering SASL_AUTHENTICATION_FAILED; either is a refusal.
+		if cancel := h.p.loginFailed.Load(); cancel != nil {
+			(*cancel)(&Error{Kind: ErrAuthentication, Topic: h.p.topic,
+				Err: fmt.Errorf("the broker ended the SASL login: %w", err)})
+		}
 	}
 }
 
