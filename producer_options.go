@@ -35,6 +35,9 @@ const (
 	// topic's max.message.bytes cannot be read (DescribeConfigs refused or
 	// unsupported, as on some hosted services).
 	DefaultMaxMessageBytes = 1 << 20
+
+	// metadataMinAge is the least time between two metadata refreshes.
+	metadataMinAge = 250 * time.Millisecond
 )
 
 // producerConfig is a Producer's configuration: the shared client settings
@@ -174,6 +177,11 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		kgo.MaxBufferedBytes(c.maxBufferedBytes),
 		kgo.ProducerLinger(c.linger),
 		kgo.RecordPartitioner(eventPartitioner{kgo.StickyKeyPartitioner(nil)}),
+		// kgo holds a partition that got a retriable error (a busy
+		// broker, a moved leader) until its next metadata refresh, and
+		// refreshes at most every MetadataMinAge (kgo default 5s). A
+		// busy broker would stall partitions for seconds; refresh sooner.
+		kgo.MetadataMinAge(metadataMinAge),
 	)
 	if c.maxRetries > 0 {
 		opts = append(opts, kgo.RecordRetries(c.maxRetries))
@@ -187,7 +195,7 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		// The topic is checked when the producer starts; seeing it
 		// unknown again means it was deleted: fail fast, not after
 		// minutes of metadata refreshes.
-		opts = append(opts, kgo.UnknownTopicRetries(2), kgo.MetadataMinAge(time.Second))
+		opts = append(opts, kgo.UnknownTopicRetries(2))
 	}
 	return opts
 }
