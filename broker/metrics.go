@@ -44,11 +44,21 @@ type topicMetrics struct {
 // latencyBuckets span 100µs to ~26s, doubling.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 19)
 
-func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
+// newMetrics registers the broker's metrics on reg. It fails if reg
+// already has them (one registry shared by two brokers).
+func newMetrics(b *Broker, reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{reg: reg}
+	var errs []error
+	register := func(cs ...prometheus.Collector) {
+		for _, c := range cs {
+			if err := reg.Register(c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		reg.MustRegister(c)
+		register(c)
 		return c
 	}
 	m.inMessages = counterVec("weir_topic_incoming_messages_total", "Records appended by produce requests.", "topic")
@@ -80,9 +90,11 @@ func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
 		Help:    "Time from reading a fetch request to its response being ready (includes the long-poll wait).",
 		Buckets: latencyBuckets,
 	})
-	reg.MustRegister(m.produceLatency, m.fetchLatency)
-	reg.MustRegister(&brokerCollector{b: b})
-	return m
+	register(m.produceLatency, m.fetchLatency, &brokerCollector{b: b})
+	if len(errs) > 0 {
+		return nil, &ConfigError{"Metrics", "registering the broker's metrics: " + errs[0].Error()}
+	}
+	return m, nil
 }
 
 // topic returns the topic's counters, resolving them on first use.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -303,4 +305,124 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkProduceFrameLimited is BenchmarkProduceFrame with throughput
+// units on (set high enough never to throttle): the cost of the quota and
+// metrics on the produce path. Compare with BenchmarkProduceFrame.
+func BenchmarkProduceFrameLimited(b *testing.B) {
+	br := startBroker(b, func(c *Config) {
+		c.Sync = storage.SyncNever
+		c.Quota = quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"bench": quota.MaxUnits}}
+	})
+	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
+		b.Fatal(err)
+	}
+	req := produceReq("bench", 0, recordBatch("0123456789", "abcdefghij"))
+	req.Acks = 1
+	frame := frameOf(req, 1)[4:]
+	buf := make([]byte, len(frame))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		copy(buf, frame)
+		p, err := br.handleFrame(ctx, buf)
+		if err != nil || p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+			b.Fatalf("produce failed: %v", err)
+		}
+	}
+}
+
+// TestQuotaAddsNoAllocations checks that throughput units and metrics cost
+// the produce path no allocation: a produce with TUs on allocates no more
+// than one with the default (unlimited) config.
+func TestQuotaAddsNoAllocations(t *testing.T) {
+	allocs := func(q quota.Config) float64 {
+		br := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota = q })
+		req := produceReq("allocs", 0, recordBatch("0123456789", "abcdefghij"))
+		req.Acks = 1
+		frame := frameOf(req, 1)[4:]
+		buf := make([]byte, len(frame))
+		ctx := context.Background()
+		copy(buf, frame)
+		br.handleFrame(ctx, buf) // create the topic, resolve its metrics
+		return testing.AllocsPerRun(200, func() {
+			copy(buf, frame)
+			if _, err := br.handleFrame(ctx, buf); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	base := allocs(quota.Config{})
+	limited := allocs(quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"allocs": quota.MaxUnits}})
+	if limited > base {
+		t.Errorf("produce allocates %v times with TUs on, %v without", limited, base)
+	}
+}
+
+// TestFetchThrottled reads 900 KiB batches on 1 TU (2 MiB/s out): once the
+// bucket is used up, fetch responses carry a throttle and the broker holds
+// back the connection's next read for it.
+func TestFetchThrottled(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
+	if _, err := b.Log().CreateTopic("out", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.partition("out", 0)
+	const n = 5
+	for range n {
+		if _, err := p.Append(recordBatch(strings.Repeat("y", 900<<10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := dialRaw(t, b)
+	var prev time.Duration
+	throttled := 0
+	for off := range int64(n) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		req.SessionEpoch = -1
+		req.MaxBytes = 1 << 20
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = off, 1<<20
+		req.Topics = []kmsg.FetchRequestTopic{{Topic: "out", Partitions: []kmsg.FetchRequestTopicPartition{rp}}}
+		start := time.Now()
+		resp := r.roundTrip(req).(*kmsg.FetchResponse)
+		if el := time.Since(start); el < prev-20*time.Millisecond {
+			t.Errorf("fetch %d answered %v after sending; the previous throttle was %v", off, el, prev)
+		}
+		if got := countRecords(resp.Topics[0].Partitions[0].RecordBatches); got != 1 {
+			t.Fatalf("fetch %d returned %d records, want 1 (served despite the quota)", off, got)
+		}
+		prev = time.Duration(resp.ThrottleMillis) * time.Millisecond
+		if prev > 0 {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Errorf("%d x 900 KiB fetched at once on 2 MiB/s egress, none throttled", n)
+	}
+	m := scrapeHandler(t, b)
+	if m[`weir_throttled_requests_total{direction="egress"}`] != float64(throttled) {
+		t.Errorf("weir_throttled_requests_total{direction=\"egress\"} = %v, %d fetches throttled",
+			m[`weir_throttled_requests_total{direction="egress"}`], throttled)
+	}
+}
+
+func scrapeHandler(t *testing.T, b *Broker) map[string]float64 {
+	srv := httptest.NewServer(b.MetricsHandler())
+	defer srv.Close()
+	return scrape(t, srv.URL)
+}
+
+// TestSharedMetricsRegistry: a second broker on the same registry is a
+// config error, not a panic.
+func TestSharedMetricsRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	startBroker(t, func(c *Config) { c.Metrics = reg })
+	_, err := Start(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger(), Metrics: reg})
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("second broker on one registry: %v, want ErrInvalidConfig", err)
+	}
 }
