@@ -178,9 +178,12 @@ func (q *throughput) alter(set map[string]string, del []string, validateOnly boo
 	q.mu.Lock()
 	prev := q.mu.overrides
 	q.mu.overrides = next
-	err = q.mu.ns.SetConfig(cfg, time.Now())
+	now := time.Now()
+	err = q.mu.ns.SetConfig(cfg, now)
 	if err != nil {
 		q.mu.overrides = prev
+	} else if _, ok := set[keyUnits]; ok {
+		q.mu.ns.ResetUnits(now) // an explicit count undoes auto-inflate's raises
 	}
 	changes := q.mu.ns.TakeChanges()
 	q.limited.Store(q.mu.ns.Limited())

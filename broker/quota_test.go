@@ -426,3 +426,47 @@ func TestSharedMetricsRegistry(t *testing.T) {
 		t.Fatalf("second broker on one registry: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// TestInflatedUnitsSurviveRestart: TUs raised by auto-inflate are the TU
+// count, kept across a restart (as in Event Hubs); 'weir tu set' of the
+// count puts it back.
+func TestInflatedUnitsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(), Sync: storage.SyncNever,
+		Quota: quota.Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 3, Window: 200 * time.Millisecond}}
+	b, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := dialRaw(t, b)
+	value := strings.Repeat("z", 900<<10)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		r.roundTrip(produceReq("hot", 0, recordBatch(value)))
+		if units, _ := b.quota.current(); units == 3 {
+			break
+		}
+	}
+	units, _ := b.quota.current()
+	r.c.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if units != 3 {
+		t.Fatalf("auto-inflate reached %d TUs under overload, want the max 3", units)
+	}
+	b, err = Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	adm := newAdmin(t, b)
+	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units.current"); v != "3" {
+		t.Fatalf("after restart weir.throughput.units.current = %s, want the inflated 3", v)
+	}
+	if err := alterBroker(t, adm, "weir.throughput.units", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units.current"); v != "1" {
+		t.Fatalf("after setting 1 TU weir.throughput.units.current = %s, want 1", v)
+	}
+}
