@@ -453,3 +453,30 @@ func (b *Broker) alterQuotaConfigs(name string, ops []kmsg.IncrementalAlterConfi
 		return kerr.KafkaStorageError.Code, fmt.Errorf("weir: throughput settings applied but not persisted: %w", err)
 	}
 }
+
+// replaceQuotaConfigs applies the legacy AlterConfigs on the BROKER
+// resource: the given keys become the dynamic configs, and every other
+// dynamic config is deleted.
+func (b *Broker) replaceQuotaConfigs(name string, configs []kmsg.AlterConfigsRequestResourceConfig, validateOnly bool) (int16, error) {
+	var ops []kmsg.IncrementalAlterConfigsRequestResourceConfig
+	given := map[string]bool{}
+	for _, c := range configs {
+		op := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		op.Name, op.Value, op.Op = c.Name, c.Value, kmsg.IncrementalAlterConfigOpSet
+		if c.Value == nil {
+			op.Op = kmsg.IncrementalAlterConfigOpDelete
+		}
+		ops = append(ops, op)
+		given[c.Name] = true
+	}
+	b.quota.mu.Lock()
+	for k := range b.quota.mu.overrides {
+		if !given[k] {
+			op := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			op.Name, op.Op = k, kmsg.IncrementalAlterConfigOpDelete
+			ops = append(ops, op)
+		}
+	}
+	b.quota.mu.Unlock()
+	return b.alterQuotaConfigs(name, ops, validateOnly)
+}

@@ -228,6 +228,23 @@ func TestThroughputUnitsAtRuntime(t *testing.T) {
 	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units"); v != "0" {
 		t.Fatalf("after deleting the override weir.throughput.units = %s, want the static 0", v)
 	}
+
+	// Legacy AlterConfigs replaces every dynamic config.
+	rs, err = adm.AlterBrokerConfigsState(testCtx(t), []kadm.AlterConfig{{Name: "weir.throughput.units", Value: ptrTo("5")}}, 0)
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("AlterConfigs on the broker: %v %v", err, rs)
+	}
+	cs = brokerConfigs(t, adm)
+	if v := configValue(t, cs, "weir.throughput.units"); v != "5" {
+		t.Errorf("after AlterConfigs weir.throughput.units = %s, want 5", v)
+	}
+	if _, ok := cs["weir.topic.throughput.units.orders"]; ok {
+		t.Error("AlterConfigs kept the orders cap it did not name")
+	}
+	rs, err = adm.AlterBrokerConfigsState(testCtx(t), []kadm.AlterConfig{{Name: "weir.throughput.units", Value: ptrTo("-5")}}, 0)
+	if err != nil || !errors.Is(rs[0].Err, kerr.InvalidConfig) {
+		t.Errorf("AlterConfigs with -5 TUs: %v %v, want INVALID_CONFIG", err, rs)
+	}
 }
 
 // TestMetrics produces and consumes with franz-go and scrapes the broker's
