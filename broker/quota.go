@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,7 +92,7 @@ func openThroughput(cfg Config, logger *slog.Logger, m *metrics) (*throughput, e
 	return q, nil
 }
 
-func (q *throughput) path() string { return q.dir + "/" + quotaStateFile }
+func (q *throughput) path() string { return filepath.Join(q.dir, quotaStateFile) }
 
 // record records usage on one topic of a request and returns the throttle.
 func (q *throughput) record(d quota.Direction, topic string, bytes, events int64) time.Duration {
@@ -109,7 +110,7 @@ func (q *throughput) record(d quota.Direction, topic string, bytes, events int64
 	return th
 }
 
-// throttled counts a request answered with throttle th, touching topics.
+// throttled counts a request answered with throttle th.
 func (q *throughput) throttled(d quota.Direction, th time.Duration) {
 	q.metrics.throttled[d].Inc()
 	q.metrics.throttleSeconds[d].Add(th.Seconds())
@@ -152,6 +153,13 @@ func (q *throughput) persistLocked() error {
 		return err
 	}
 	return writeFileAtomic(q.fs, q.dir, quotaStateFile, append(data, '\n'))
+}
+
+// overrideKeys returns the keys of the dynamic configs set at runtime.
+func (q *throughput) overrideKeys() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Sorted(maps.Keys(q.mu.overrides))
 }
 
 // alter applies set and del to the dynamic overrides: validated, persisted,
@@ -469,14 +477,12 @@ func (b *Broker) replaceQuotaConfigs(name string, configs []kmsg.AlterConfigsReq
 		ops = append(ops, op)
 		given[c.Name] = true
 	}
-	b.quota.mu.Lock()
-	for k := range b.quota.mu.overrides {
+	for _, k := range b.quota.overrideKeys() {
 		if !given[k] {
 			op := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
 			op.Name, op.Op = k, kmsg.IncrementalAlterConfigOpDelete
 			ops = append(ops, op)
 		}
 	}
-	b.quota.mu.Unlock()
 	return b.alterQuotaConfigs(name, ops, validateOnly)
 }

@@ -487,3 +487,34 @@ func TestInflatedUnitsSurviveRestart(t *testing.T) {
 		t.Fatalf("after setting 1 TU weir.throughput.units.current = %s, want 1", v)
 	}
 }
+
+// TestTopicCap caps one topic at 1 TU on an otherwise unlimited broker:
+// only that topic is throttled.
+func TestTopicCap(t *testing.T) {
+	b := startBroker(t, func(c *Config) {
+		c.Sync = storage.SyncNever
+		c.Quota.TopicUnits = map[string]int{"capped": 1}
+	})
+	r := dialRaw(t, b)
+	value := strings.Repeat("c", 900<<10)
+	throttled := map[string]int{}
+	for range 3 {
+		for _, topic := range []string{"capped", "free"} {
+			resp := r.roundTrip(produceReq(topic, 0, recordBatch(value))).(*kmsg.ProduceResponse)
+			if resp.ThrottleMillis > 0 {
+				throttled[topic]++
+			}
+		}
+	}
+	if throttled["capped"] == 0 || throttled["free"] != 0 {
+		t.Fatalf("throttled responses per topic %v: want some for capped, none for free", throttled)
+	}
+	m := scrapeHandler(t, b)
+	if m[`weir_topic_throttled_requests_total{direction="ingress",topic="capped"}`] != float64(throttled["capped"]) {
+		t.Errorf("weir_topic_throttled_requests_total for capped = %v, want %d",
+			m[`weir_topic_throttled_requests_total{direction="ingress",topic="capped"}`], throttled["capped"])
+	}
+	if m[`weir_topic_throughput_units{topic="capped"}`] != 1 {
+		t.Errorf("weir_topic_throughput_units{topic=\"capped\"} = %v, want 1", m[`weir_topic_throughput_units{topic="capped"}`])
+	}
+}
