@@ -518,3 +518,16 @@ func TestTopicCap(t *testing.T) {
 		t.Errorf("weir_topic_throughput_units{topic=\"capped\"} = %v, want 1", m[`weir_topic_throughput_units{topic="capped"}`])
 	}
 }
+
+// FuzzCountRecords: any bytes as a produce's record set count without a
+// panic, and never more records than whole headers could claim.
+func FuzzCountRecords(f *testing.F) {
+	f.Add(recordBatch("a", "b"))
+	f.Add(append(recordBatch("x"), recordBatch("y", "z")...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, records []byte) {
+		if n := countRecords(records); n < 0 || (len(records) < 61 && n != 0) {
+			t.Fatalf("countRecords of %d bytes = %d", len(records), n)
+		}
+	})
+}
