@@ -531,3 +531,36 @@ func FuzzCountRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestCloseDuringThrottle: a connection held back for seconds does not
+// delay Close.
+func TestCloseDuringThrottle(t *testing.T) {
+	b, err := Start(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger(), Sync: storage.SyncNever,
+		Quota: quota.Config{ThroughputUnits: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Log().CreateTopic("big", 8, nil); err != nil {
+		t.Fatal(err)
+	}
+	// One request of 8 x 900 KiB: ~6 s over the bucket.
+	req := produceReq("big", 0, recordBatch(strings.Repeat("b", 900<<10)))
+	for i := int32(1); i < 8; i++ {
+		rp := req.Topics[0].Partitions[0]
+		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("b", 900<<10))
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	r := dialRaw(t, b)
+	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
+	if resp.ThrottleMillis < 3000 {
+		t.Fatalf("7 MiB at once on 1 TU throttled %d ms, want seconds", resp.ThrottleMillis)
+	}
+	r.write(frameOf(kmsg.NewPtrMetadataRequest(), 99)) // held back
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("Close took %v with a connection held back for %d ms", el, resp.ThrottleMillis)
+	}
+}
