@@ -32,6 +32,20 @@ type metrics struct {
 	produceLatency, fetchLatency prometheus.Histogram
 
 	topics sync.Map // topic name -> *topicMetrics
+
+	// groups feeds the consumer group lag metric; nil until a group
+	// coordinator exists. Set in Start, before the broker serves.
+	groups committedOffsets
+}
+
+// committedOffsets is what the consumer group lag metric needs from the
+// group coordinator: every group's committed offsets, read at scrape time.
+//
+// TODO(group): have the coordinator implement it and set
+// b.metrics.groups in Start; weir_consumer_group_lag then appears.
+type committedOffsets interface {
+	// EachCommitted calls fn once per committed offset of every group.
+	EachCommitted(fn func(group, topic string, partition int32, offset int64))
 }
 
 // topicMetrics are one topic's pre-resolved counters.
@@ -162,14 +176,13 @@ var (
 		"First offset still stored in a partition.", []string{"topic", "partition"}, nil)
 	descLogSize = prometheus.NewDesc("weir_partition_size_bytes",
 		"Bytes of segment files of a partition.", []string{"topic", "partition"}, nil)
-	// TODO(group): consumer group lag per partition. When group/ lands,
-	// add weir_consumer_group_lag{group,topic,partition} here: for each
-	// group's committed offset, log end offset minus committed offset,
-	// read at scrape time like the offsets above.
+	descGroupLag = prometheus.NewDesc("weir_consumer_group_lag",
+		"Records a consumer group has yet to commit on a partition: log end offset minus committed offset.",
+		[]string{"group", "topic", "partition"}, nil)
 )
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descUnits, descUnitsMax, descTopicUnits, descLogEnd, descLogStart, descLogSize} {
+	for _, d := range []*prometheus.Desc{descConnections, descUnits, descUnitsMax, descTopicUnits, descLogEnd, descLogStart, descLogSize, descGroupLag} {
 		ch <- d
 	}
 }
@@ -206,4 +219,17 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.Size()), t.Name(), part)
 		}
 	}
+
+	if b.metrics.groups == nil {
+		return
+	}
+	b.metrics.groups.EachCommitted(func(group, topic string, partition int32, offset int64) {
+		p, err := b.partition(topic, partition)
+		if err != nil {
+			return // deleted since the commit
+		}
+		lag := max(p.HighWatermark()-offset, 0)
+		ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(lag),
+			group, topic, strconv.Itoa(int(partition)))
+	})
 }

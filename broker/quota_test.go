@@ -564,3 +564,42 @@ func TestCloseDuringThrottle(t *testing.T) {
 		t.Fatalf("Close took %v with a connection held back for %d ms", el, resp.ThrottleMillis)
 	}
 }
+
+// groupOffsets is a fixed set of committed offsets, standing in for the
+// group coordinator that is not built yet.
+type groupOffsets map[string]int64 // "group/topic/partition" -> offset
+
+func (g groupOffsets) EachCommitted(fn func(group, topic string, partition int32, offset int64)) {
+	for k, off := range g {
+		parts := strings.Split(k, "/")
+		p, _ := strconv.Atoi(parts[2])
+		fn(parts[0], parts[1], int32(p), off)
+	}
+}
+
+// TestGroupLagMetric checks the lag metric's hook: log end minus committed.
+func TestGroupLagMetric(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
+	if _, err := b.Log().CreateTopic("lagged", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.partition("lagged", 0)
+	for range 5 {
+		if _, err := p.Append(recordBatch("r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.metrics.groups = groupOffsets{"readers/lagged/0": 2, "readers/lagged/1": 0, "gone/deleted/0": 1}
+	m := scrapeHandler(t, b)
+	for series, want := range map[string]float64{
+		`weir_consumer_group_lag{group="readers",partition="0",topic="lagged"}`: 3,
+		`weir_consumer_group_lag{group="readers",partition="1",topic="lagged"}`: 0,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	if _, ok := m[`weir_consumer_group_lag{group="gone",partition="0",topic="deleted"}`]; ok {
+		t.Error("lag reported for a topic that does not exist")
+	}
+}
