@@ -114,8 +114,12 @@ func consumeExactly(t *testing.T, b *broker.Broker, topic string, acked map[stri
 		seen[v] = true
 	}
 	tp, _ := b.Log().Topic(topic)
-	p, _ := tp.Partition(0)
-	if hw := p.HighWatermark(); hw != int64(len(acked)) {
+	var hw int64
+	for i := range tp.NumPartitions() {
+		p, _ := tp.Partition(i)
+		hw += p.HighWatermark()
+	}
+	if hw != int64(len(acked)) {
 		t.Fatalf("log holds %d records, %d were acknowledged", hw, len(acked))
 	}
 }
