@@ -233,10 +233,10 @@ func (p *Producer) loadMaxMessageBytes(ctx context.Context) {
 // Send sends one event and waits for its result: the broker's
 // acknowledgement, or the error it is returned with.
 //
-// If ctx ends before the event is written to the network, it is returned
-// with ctx's error at once. If it is already in flight, Send waits for the
-// broker's answer (at most TryTimeout): with idempotence the producer
-// cannot know otherwise whether it was stored.
+// If ctx ends first, the event is returned with ctx's error. If it had
+// been sent and not yet answered, it may have been stored anyway: that is
+// the one case in which an error does not mean "not stored" (the same
+// holds for ErrDeliveryTimeout and for Close with an expired context).
 func (p *Producer) Send(ctx context.Context, ev Event) (Result, error) {
 	rs, _ := p.SendBatch(ctx, []Event{ev})
 	return rs[0], rs[0].Err
