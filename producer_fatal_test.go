@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir"
 	"github.com/weirhq/weir/broker"
@@ -110,4 +111,42 @@ func TestProducerSASLPlainLogin(t *testing.T) {
 	if r.Offset != 0 {
 		t.Errorf("first event at offset %d, want 0", r.Offset)
 	}
+}
+
+// Credentials that are valid but not allowed to write: NewProducer fails
+// when the user may not even see the topic, and Send fails at once when
+// the user may see it but not write to it. Both are ErrAuthorization.
+func TestProducerNotAuthorizedIsFast(t *testing.T) {
+	leakCheck(t)
+	describeOnly := kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "t", Pattern: kmsg.ACLResourcePatternTypeLiteral,
+		Operation: kmsg.ACLOperationDescribe, Allow: true}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t"),
+		kfake.User("PLAIN", "nobody", "pw"),
+		kfake.User("PLAIN", "reader", "pw", describeOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := testCtx(t, time.Minute)
+
+	start := time.Now()
+	_, err = weir.NewProducer(ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("nobody", "pw"))
+	if !errors.Is(err, weir.ErrAuthorization) {
+		t.Errorf("NewProducer as a user with no ACLs: %v, want ErrAuthorization", err)
+	}
+	if took := time.Since(start); took > fatalBound {
+		t.Errorf("NewProducer took %v", took)
+	}
+
+	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("reader", "pw"))
+	start = time.Now()
+	_, err = p.Send(ctx, weir.Event{Value: []byte("denied")})
+	if !errors.Is(err, weir.ErrAuthorization) {
+		t.Errorf("Send as a user who may only describe: %v, want ErrAuthorization", err)
+	}
+	if took := time.Since(start); took > fatalBound {
+		t.Errorf("Send took %v", took)
+	}
+	t.Logf("send: %v", err)
 }
