@@ -70,9 +70,9 @@ type Producer struct {
 
 	maxMessageBytes atomic.Int32 // topic's max.message.bytes, learned at start
 	partitions      atomic.Int32 // topic's partition count, learned at start
-	// loginFailed, while NewProducer checks the topic, ends that check
-	// when the hooks see a login fail.
-	loginFailed atomic.Pointer[context.CancelCauseFunc]
+	login           loginWatch
+	stopWatch       context.CancelFunc
+	watchDone       chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -103,7 +103,8 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger}
+	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger, watchDone: make(chan struct{})}
+	p.login.signal = make(chan struct{}, 1)
 	p.maxMessageBytes.Store(DefaultMaxMessageBytes)
 	kopts := append(cfg.kgoOpts(),
 		kgo.WithHooks(&producerHooks{p: p}),
@@ -120,6 +121,9 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 		return nil, err
 	}
 	p.loadMaxMessageBytes(ctx)
+	wctx, stop := context.WithCancel(context.Background())
+	p.stopWatch = stop
+	go p.watchLogins(wctx)
 	p.logger.Debug("weir: producer started", "topic", p.topic,
 		"partitions", p.partitions.Load(), "max_message_bytes", p.maxMessageBytes.Load())
 	return p, nil
@@ -138,8 +142,8 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 	// and cut the wait short.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	p.loginFailed.Store(&cancel)
-	defer p.loginFailed.Store(nil)
+	p.login.setProbe(cancel)
+	defer p.login.setProbe(nil)
 	next := backoff(p.cfg.backoffFirst, p.cfg.backoffMax)
 	var lastErr error
 	unknown := 0
@@ -417,7 +421,12 @@ func (p *Producer) sendError(err error) error {
 		return fmt.Errorf("%w: %w", ErrBufferFull, err)
 	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
 		return fmt.Errorf("%w (topic %s): %w", ErrDeliveryTimeout, p.topic, err)
-	case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kgo.ErrAborting):
+	case errors.Is(err, kgo.ErrAborting):
+		// Only the login watch aborts.
+		if refusal := p.login.lastRefusal(); refusal != nil {
+			return refusal
+		}
+	case errors.Is(err, kgo.ErrClientClosed):
 		return fmt.Errorf("%w: the producer was closed before the event was acknowledged: %w", ErrClosed, err)
 	}
 	return fmt.Errorf("weir: send to topic %s: %w", p.topic, err)
@@ -462,6 +471,8 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.logger.Warn("weir: producer closed before every event was acknowledged; returning them as errors",
 			"topic", p.topic, "events", left, "err", flushErr)
 	}
+	p.stopWatch()
+	<-p.watchDone
 	// Closing the client fails whatever is still buffered or in flight
 	// with ErrClientClosed; kgo calls every promise.
 	p.cl.Close()

@@ -180,7 +180,6 @@ func TestSendErrorMapping(t *testing.T) {
 		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.NotLeaderForPartition), ErrDeliveryTimeout},
 		{kgo.ErrRecordRetries, ErrDeliveryTimeout},
 		{kgo.ErrClientClosed, ErrClosed},
-		{kgo.ErrAborting, ErrClosed},
 		{kerr.TopicAuthorizationFailed, ErrAuthorization},
 		{context.DeadlineExceeded, context.DeadlineExceeded},
 	}
