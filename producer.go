@@ -83,6 +83,9 @@ type Producer struct {
 	// Close's Wait never races an Add.
 	pending sync.WaitGroup
 	closeMu sync.Mutex // serialises Close calls
+
+	// Lock order: closeMu, then mu. login.mu is a leaf: nothing is called
+	// with it held.
 }
 
 // NewProducer starts a producer for the topic set by Topic or by the
@@ -130,8 +133,8 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 }
 
 // unknownTopicChecks is how many metadata answers in a row must call the
-// topic unknown before NewProducer gives up: one more than one, for a
-// topic created a moment ago whose metadata has not spread yet.
+// topic unknown before NewProducer gives up. More than one, for a topic
+// created a moment ago whose metadata has not reached every broker yet.
 const unknownTopicChecks = 3
 
 // checkTopic asks for the topic's metadata until it is known, a fatal
