@@ -311,7 +311,10 @@ func joinResultErrs(rs []Result) error {
 //
 // done runs on the producer's callback goroutine, one call at a time and
 // in order per partition: it must be quick and must not block, nor call
-// Send, Flush or Close (use a goroutine for that). It may be nil.
+// Send, Flush or Close (use a goroutine for that). It may be nil. An event
+// rejected before it is buffered (invalid, too large, after Close, or ctx
+// already done) gets its callback before SendAsync returns, on the
+// caller's goroutine.
 //
 // ctx bounds the wait for buffer room, and cancels the event if it ends
 // before the event is written to the network: pass a context that lives
