@@ -166,6 +166,9 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 		if cause := context.Cause(ctx); errors.Is(cause, ErrAuthentication) {
 			return cause
 		}
+		if !retryable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition) && ctx.Err() == nil {
+			return fmt.Errorf("weir: topic %s: %w", p.topic, err)
+		}
 		lastErr = err
 		t := time.NewTimer(next(try))
 		select {
