@@ -319,10 +319,10 @@ func joinResultErrs(rs []Result) error {
 // already done) gets its callback before SendAsync returns, on the
 // caller's goroutine.
 //
-// ctx bounds the wait for buffer room, and cancels the event if it ends
-// before the event is written to the network: pass a context that lives
-// as long as the event should, not one that ends when a request handler
-// returns.
+// ctx bounds the wait for buffer room, and returns the event with ctx's
+// error if it ends before the event is acknowledged (see Send): pass a
+// context that lives as long as the event should, not one that ends when
+// a request handler returns (context.WithoutCancel helps there).
 func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 	if done == nil {
 		done = func(Result) {}
