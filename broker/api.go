@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weirhq/weir/quota"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -83,6 +85,18 @@ type Config struct {
 	Defaults     storage.TopicConfig // topic defaults; zero fields take Kafka's
 	FS           storage.FS          // default storage.OSFS (tests inject faults)
 
+	// Quota sets throughput units: broker-wide TUs (0, the default, is
+	// unlimited), per-topic caps and auto-inflate; see package quota and
+	// docs/QUOTAS.md. Settings changed at runtime (weir tu set, or
+	// IncrementalAlterConfigs on the broker) are kept in DataDir and
+	// override these, as Kafka's dynamic broker configs do.
+	Quota quota.Config
+
+	// Metrics is the Prometheus registry the broker registers its metrics
+	// on (docs/METRICS.md). Default: a new registry of the broker's own.
+	// Broker.MetricsHandler serves it.
+	Metrics *prometheus.Registry
+
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -91,5 +105,6 @@ type Config struct {
 //   func Start(cfg Config) (*Broker, error)  // opens the log, listens, serves in background goroutines
 //   func (b *Broker) Addr() string           // actual "host:port" (useful with port 0)
 //   func (b *Broker) Log() *storage.Log
+//   func (b *Broker) MetricsHandler() http.Handler // Prometheus text format of the broker's metrics
 //   func (b *Broker) Close() error           // stops accepting, closes connections, waits for every
 //                                            // goroutine, flushes and closes the log. Idempotent.

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
@@ -81,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval < 0 {
 		return &ConfigError{"SyncInterval", "must be >= 0"}
+	}
+	if err := c.Quota.Validate(); err != nil {
+		return &ConfigError{"Quota", err.Error()}
 	}
 	gc := c.groupConfig()
 	if err := gc.Validate(); err != nil {
@@ -159,6 +163,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
 	return c
 }
 
@@ -172,6 +179,8 @@ type Broker struct {
 	advHost   string
 	advPort   int32
 	producers *producerIDs
+	quota     *throughput // throughput units
+	metrics   *metrics
 	groups    *group.Coordinator
 
 	ctx    context.Context // cancelled by Close; parent of every connection's context
@@ -207,6 +216,13 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	producers, err := openProducerIDs(cfg.FS, cfg.DataDir)
 	if err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, logger: cfg.Logger, clusterID: clusterID, producers: producers}
+	if b.metrics, err = newMetrics(b, cfg.Metrics); err != nil {
+		return nil, err
+	}
+	if b.quota, err = openThroughput(cfg, cfg.Logger, b.metrics); err != nil {
 		return nil, err
 	}
 	lg, err := storage.Open(storage.Options{
@@ -252,17 +268,8 @@ func Start(cfg Config) (*Broker, error) {
 		lg.Close()
 		return nil, &ConfigError{"AdvertisedAddr", err.Error()}
 	}
-	b := &Broker{
-		cfg:       cfg,
-		logger:    cfg.Logger,
-		log:       lg,
-		ln:        ln,
-		clusterID: clusterID,
-		advHost:   hp.host,
-		advPort:   hp.port,
-		producers: producers,
-		groups:    groups,
-	}
+	b.log, b.ln, b.advHost, b.advPort, b.groups = lg, ln, hp.host, hp.port, groups
+	b.metrics.groups = groups // weir_consumer_group_lag
 	b.mu.conns = make(map[*conn]struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)

@@ -129,7 +129,7 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 			resp.Version = 0
 			resp.ErrorCode = errUnsupportedVersion
 			resp.ApiKeys = supportedAPIs()
-			return pending{corr: h.corr, reply: now(resp)}, nil
+			return pending{corr: h.corr, key: h.key, reply: now(resp)}, nil
 		}
 		return pending{}, &frameError{Reason: "unsupported version", Key: h.key, Ver: h.version}
 	}
@@ -146,7 +146,7 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 	if err := req.ReadFrom(body); err != nil {
 		return pending{}, &frameError{Reason: "bad request body", Key: h.key, Ver: h.version, Err: err}
 	}
-	return pending{corr: h.corr, reply: a.handle(b, ctx, &h, req)}, nil
+	return pending{corr: h.corr, key: h.key, reply: a.handle(b, ctx, &h, req)}, nil
 }
 
 // skipTags skips a tag section like kmsg.SkipTags, but stops at the first

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/storage"
 )
 
 // TestGroupRepliesInOrderWithoutBlockingOthers pipelines a JoinGroup, which
@@ -47,5 +48,32 @@ func TestGroupRepliesInOrderWithoutBlockingOthers(t *testing.T) {
 		if corr := rd.Int32(); corr != want {
 			t.Fatalf("response %d came with correlation id %d: out of order", want, corr)
 		}
+	}
+}
+
+// TestGroupLagMetricFromCommits commits through a real connection and
+// reads weir_consumer_group_lag from the metrics handler.
+func TestGroupLagMetricFromCommits(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
+	if _, err := b.Log().CreateTopic("lagging", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.partition("lagging", 0)
+	for range 5 {
+		if _, err := p.Append(recordBatch("r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := dialRaw(t, b)
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Version = 8
+	commit.Group, commit.Generation = "readers", -1
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "lagging", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 2, LeaderEpoch: -1}}}}
+	if resp := r.roundTrip(commit).(*kmsg.OffsetCommitResponse); resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("commit: %+v", resp)
+	}
+	m := scrapeHandler(t, b)
+	if got, ok := m[`weir_consumer_group_lag{group="readers",partition="0",topic="lagging"}`]; !ok || got != 3 {
+		t.Fatalf("lag %v (present %v), want 3", got, ok)
 	}
 }

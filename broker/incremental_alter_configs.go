@@ -23,7 +23,14 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, r
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		if rr.ResourceType == configResourceTypeGroup {
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeBroker:
+			// Throughput units are the broker's dynamic configs (quota.go).
+			code, err := b.alterQuotaConfigs(rr.ResourceName, rr.Configs, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		case configResourceTypeGroup:
 			sr.ErrorCode, sr.ErrorMessage = b.createGroup(ctx, rr.ResourceName, len(rr.Configs), req.ValidateOnly)
 			resp.Resources = append(resp.Resources, sr)
 			continue

@@ -37,6 +37,7 @@ type request struct {
 	done       func(kmsg.Response)
 	create     string
 	createDone func(error)
+	query      func(*RawCoordinator) // runs in the driver goroutine
 }
 
 // maxBatch bounds the requests handled between two fsyncs.
@@ -176,6 +177,38 @@ func (c *Coordinator) run() {
 	}
 }
 
+// EachCommitted calls fn for every committed offset of every group, in
+// group, topic, partition order (the broker's consumer group lag metric).
+// The offsets are copied by the driver goroutine and fn runs in the
+// caller's; after Close it calls nothing.
+func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32, offset int64)) {
+	type committed struct {
+		group, topic string
+		partition    int32
+		offset       int64
+	}
+	ch := make(chan []committed, 1)
+	r := request{query: func(raw *RawCoordinator) {
+		var out []committed
+		raw.EachOffset(func(group, topic string, partition int32, o Offset) {
+			out = append(out, committed{group, topic, partition, o.Offset})
+		})
+		ch <- out
+	}}
+	select {
+	case c.reqs <- r:
+	case <-c.done:
+		return
+	}
+	select {
+	case out := <-ch:
+		for _, o := range out {
+			fn(o.group, o.topic, o.partition, o.offset)
+		}
+	case <-c.done:
+	}
+}
+
 func (c *Coordinator) apply(r request) {
 	defer func() {
 		// The last resort, as for connections: a bug handling one request
@@ -186,6 +219,10 @@ func (c *Coordinator) apply(r request) {
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
+	if r.query != nil {
+		r.query(c.raw)
+		return
+	}
 	now := c.now()
 	if r.createDone != nil {
 		c.raw.CreateGroup(now, r.create, r.createDone)

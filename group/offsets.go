@@ -499,3 +499,14 @@ func (g *Group) sortedOffsets() []topicPartition {
 	})
 	return tps
 }
+
+// EachOffset calls fn for every committed offset, in group, topic,
+// partition order.
+func (c *RawCoordinator) EachOffset(fn func(group, topic string, partition int32, o Offset)) {
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		for _, tp := range g.sortedOffsets() {
+			fn(name, tp.topic, tp.partition, g.offsets[tp])
+		}
+	}
+}

@@ -38,7 +38,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		offsetsRetention = fs.Duration("offsets-retention", group.DefaultOffsetsRetention, "keep committed offsets of a group without members this `long`")
 		logLevel         = fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 		logFormat        = fs.String("log-format", "text", "log `format`: text or json")
+		metricsAddr      = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (default: off)")
 	)
+	qf := addQuotaFlags(fs)
 	pos, err := e.parseFlags(fs, cmd, args)
 	if err != nil {
 		return err
@@ -73,6 +75,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if *rebalanceDelay == 0 {
 		*rebalanceDelay = -1 // broker.Config: negative means none, zero the default
 	}
+	quotaCfg, err := qf.config()
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	dir := *dataDir
 	if dir == "" {
 		if dir, err = defaultDataDir(e.getenv); err != nil {
@@ -100,6 +106,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		GroupInitialRebalanceDelay: *rebalanceDelay,
 		RequireGroupCreate:         *requireGroup,
 		OffsetsRetention:           *offsetsRetention,
+		Quota:                      quotaCfg,
+		Metrics:                    newMetricsRegistry(),
 		Logger:                     logger,
 	}
 	start := time.Now()
@@ -109,9 +117,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger.Info("weir listening", "addr", b.Addr(), "data_dir", dir, "fsync", *fsync,
 		"startup", time.Since(start).Round(time.Millisecond))
+	stopMetrics := func() {}
+	if *metricsAddr != "" {
+		if stopMetrics, err = serveMetrics(*metricsAddr, b, logger); err != nil {
+			b.Close()
+			return err
+		}
+	}
 
 	<-ctx.Done()
 	logger.Info("shutting down")
+	stopMetrics()
 	if err := b.Close(); err != nil {
 		return fmt.Errorf("weir: close broker: %w", err)
 	}

@@ -1,0 +1,191 @@
+package weir
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+)
+
+// clientConfig is what a Producer and a Processor share: where the brokers
+// are, how to authenticate, and which topic.
+type clientConfig struct {
+	brokers     []string
+	conn        *EventHubsConnection
+	connErr     error // from ConnectionString, reported by validate
+	topic       string
+	clientID    string
+	logger      *slog.Logger
+	tls         *tls.Config
+	saslUser    string
+	saslPass    string
+	dialTimeout time.Duration
+	kgoOpts     []kgo.Opt
+}
+
+const defaultDialTimeout = 10 * time.Second
+
+func defaultClientConfig() clientConfig {
+	return clientConfig{
+		clientID:    "weir",
+		logger:      slog.Default(),
+		dialTimeout: defaultDialTimeout,
+	}
+}
+
+// ProducerOpt configures a Producer.
+type ProducerOpt interface{ applyProducer(*producerConfig) }
+
+// ProcessorOpt configures a Processor.
+type ProcessorOpt interface{ applyProcessor(*processorConfig) }
+
+// ClientOpt is an option that a Producer and a Processor both take.
+type ClientOpt interface {
+	ProducerOpt
+	ProcessorOpt
+}
+
+type clientOpt func(*clientConfig)
+
+func (o clientOpt) applyProducer(c *producerConfig)   { o(&c.client) }
+func (o clientOpt) applyProcessor(c *processorConfig) { o(&c.client) }
+
+// Brokers sets the bootstrap brokers, "host:port" each.
+func Brokers(addrs ...string) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.brokers = append([]string(nil), addrs...) })
+}
+
+// ConnectionString points the client at an Azure Event Hubs namespace:
+// SASL PLAIN over TLS on port 9093, with the user "$ConnectionString" and the
+// whole string as the password. The string's EntityPath, if any, is the
+// default topic. A bad string is reported by NewProducer / NewProcessor as a
+// *ConnectionStringError.
+func ConnectionString(s string) ClientOpt {
+	return clientOpt(func(c *clientConfig) {
+		ehc, err := ParseConnectionString(s)
+		if err != nil {
+			c.conn, c.connErr = nil, err
+			return
+		}
+		c.conn, c.connErr = &ehc, nil
+	})
+}
+
+// Topic sets the topic (event hub). It overrides a connection string's
+// EntityPath.
+func Topic(name string) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.topic = name })
+}
+
+// ClientID sets the Kafka client id the brokers see. Default "weir".
+func ClientID(id string) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.clientID = id })
+}
+
+// Logger sets the slog logger. Default slog.Default().
+func Logger(l *slog.Logger) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.logger = l })
+}
+
+// TLS dials the brokers over TLS with cfg.
+func TLS(cfg *tls.Config) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.tls = cfg })
+}
+
+// SASLPlain authenticates with SASL PLAIN. Use it with TLS: PLAIN sends the
+// password as it is.
+func SASLPlain(user, pass string) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.saslUser, c.saslPass = user, pass })
+}
+
+// DialTimeout bounds each connection attempt. Default 10s.
+func DialTimeout(d time.Duration) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.dialTimeout = d })
+}
+
+// KgoOpts passes options straight to the underlying franz-go client, for
+// what weir has no option of its own. weir's options are applied after
+// these, so they win on conflict.
+func KgoOpts(opts ...kgo.Opt) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.kgoOpts = append(c.kgoOpts, opts...) })
+}
+
+// configError reports one bad option.
+type configError struct {
+	option string
+	reason string
+}
+
+func (e *configError) Error() string {
+	return "weir: invalid config: " + e.option + ": " + e.reason
+}
+
+func (e *configError) Unwrap() error { return ErrInvalidConfig }
+
+// validate checks the shared options and fills in what a connection string
+// implies.
+func (c *clientConfig) validate() error {
+	if c.connErr != nil {
+		return c.connErr
+	}
+	if c.conn != nil {
+		if len(c.brokers) > 0 {
+			return &configError{"Brokers", "set both Brokers and ConnectionString; choose one"}
+		}
+		if c.topic == "" {
+			c.topic = c.conn.EntityPath
+		}
+	} else if len(c.brokers) == 0 {
+		return &configError{"Brokers", "no brokers: set Brokers or ConnectionString"}
+	}
+	for _, b := range c.brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return &configError{"Brokers", err.Error()}
+		}
+	}
+	if c.topic == "" {
+		return &configError{"Topic", "no topic: set Topic, or EntityPath in the connection string"}
+	}
+	if c.logger == nil {
+		return &configError{"Logger", "nil logger"}
+	}
+	if c.dialTimeout <= 0 {
+		return &configError{"DialTimeout", "must be > 0"}
+	}
+	if (c.saslUser == "") != (c.saslPass == "") {
+		return &configError{"SASLPlain", "user and password must both be set"}
+	}
+	return nil
+}
+
+// usesSASL reports whether the client logs in with SASL. Call it after
+// validate.
+func (c *clientConfig) usesSASL() bool { return c.conn != nil || c.saslUser != "" }
+
+// kgoClientOpts returns the franz-go options for the shared settings. Call
+// it after validate.
+func (c *clientConfig) kgoClientOpts() []kgo.Opt {
+	opts := append([]kgo.Opt(nil), c.kgoOpts...)
+	opts = append(opts, kgo.ClientID(c.clientID), kgo.DialTimeout(c.dialTimeout))
+	tlsCfg, user, pass := c.tls, c.saslUser, c.saslPass
+	if c.conn != nil {
+		opts = append(opts, kgo.SeedBrokers(c.conn.Broker))
+		if tlsCfg == nil {
+			host, _, _ := net.SplitHostPort(c.conn.Broker)
+			tlsCfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		}
+		user, pass = "$ConnectionString", c.conn.raw
+	} else {
+		opts = append(opts, kgo.SeedBrokers(c.brokers...))
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg.Clone()))
+	}
+	if user != "" {
+		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
+	}
+	return opts
+}

@@ -1,0 +1,250 @@
+package weir_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
+
+	"github.com/weirhq/weir"
+	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/weirtest"
+)
+
+// leakCheck fails the test if it leaves goroutines behind. Call it first:
+// its cleanup runs last, after brokers and clients are closed.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newProducer(t *testing.T, ctx context.Context, opts ...weir.ProducerOpt) *weir.Producer {
+	t.Helper()
+	p, err := weir.NewProducer(ctx, opts...)
+	if err != nil {
+		t.Fatalf("NewProducer: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+func TestProducerSendAndReadBack(t *testing.T) {
+	leakCheck(t)
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 3 })
+	ctx := testCtx(t, 30*time.Second)
+	p := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("orders"), weir.AllowAutoTopicCreation())
+
+	keyed, err := p.Send(ctx, weir.Event{Key: []byte("basket-1"), Value: []byte("apple"),
+		Headers: []weir.Header{{Key: "source", Value: []byte("test")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Send(ctx, weir.Event{Key: []byte("basket-1"), Value: []byte("pear")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keyed.Partition != again.Partition || again.Offset != keyed.Offset+1 {
+		t.Errorf("same key: got %d/%d then %d/%d, want the same partition, next offset",
+			keyed.Partition, keyed.Offset, again.Partition, again.Offset)
+	}
+	explicit, err := p.Send(ctx, weir.Event{Value: []byte("plum"), Partition: weir.AtPartition(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if explicit.Partition != 2 {
+		t.Errorf("explicit partition 2: stored in %d", explicit.Partition)
+	}
+	_, err = p.Send(ctx, weir.Event{Key: []byte("k"), Value: []byte("v"), Partition: weir.AtPartition(0)})
+	if !errors.Is(err, weir.ErrInvalidEvent) {
+		t.Errorf("key and partition: err %v, want ErrInvalidEvent", err)
+	}
+	_, err = p.Send(ctx, weir.Event{Value: []byte("v"), Partition: weir.AtPartition(3)})
+	if !errors.Is(err, weir.ErrInvalidEvent) {
+		t.Errorf("partition 3 of 3: err %v, want ErrInvalidEvent", err)
+	}
+
+	batch := make([]weir.Event, 100)
+	for i := range batch {
+		batch[i] = weir.Event{Value: fmt.Appendf(nil, "batch-%d", i)}
+	}
+	rs, err := p.SendBatch(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != len(batch) {
+		t.Fatalf("%d results for %d events", len(rs), len(batch))
+	}
+
+	async := make(chan weir.Result, 1)
+	p.SendAsync(ctx, weir.Event{Value: []byte("async")}, func(r weir.Result) { async <- r })
+	if r := <-async; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, weir.Event{Value: []byte("late")}); !errors.Is(err, weir.ErrClosed) {
+		t.Errorf("Send after Close: %v, want ErrClosed", err)
+	}
+	s := p.Stats()
+	// 3 single events, 2 invalid, 100 in a batch, 1 async, 1 after Close.
+	if s.Sent != 107 || s.Acknowledged != 104 || s.Failed != 3 || s.Buffered != 0 {
+		t.Errorf("stats %+v, want 107 sent, 104 acknowledged, 3 failed", s)
+	}
+
+	got := readBack(t, ctx, b.Addr(), "orders")
+	want := map[string]weir.Result{"apple": keyed, "pear": again, "plum": explicit}
+	for i, r := range rs {
+		want[fmt.Sprintf("batch-%d", i)] = r
+	}
+	for v, r := range want {
+		at, ok := got[v]
+		if !ok || at.Partition != r.Partition || at.Offset != r.Offset {
+			t.Errorf("%s acknowledged at %d/%d, read back at %+v (found %v)", v, r.Partition, r.Offset, at, ok)
+		}
+	}
+}
+
+type place struct {
+	Partition int32
+	Offset    int64
+	Count     int
+}
+
+// readBack reads every record of topic up to the end offsets the broker
+// reports now, and returns where each value is stored and how often.
+func readBack(t *testing.T, ctx context.Context, addr, topic string) map[string]place {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("list end offsets: %v", err)
+	}
+	left := map[int32]int64{} // partition -> end offset not yet reached
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	out := map[string]place{}
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read back %s: timed out with partitions %v left", topic, left)
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Errorf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			pl := out[string(r.Value)]
+			out[string(r.Value)] = place{r.Partition, r.Offset, pl.Count + 1}
+			if end, ok := left[r.Partition]; ok && r.Offset >= end-1 {
+				delete(left, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// The topic's max.message.bytes is learned at start: an event that can
+// never fit is rejected at once, and one the topic allows above kgo's
+// 1 MB default batch size goes through.
+func TestProducerEventSizeLimit(t *testing.T) {
+	leakCheck(t)
+	b := weirtest.Start(t)
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := b.Log().CreateTopic("small", 1, map[string]string{"max.message.bytes": "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Log().CreateTopic("big", 1, map[string]string{"max.message.bytes": "4194304"}); err != nil {
+		t.Fatal(err)
+	}
+	small := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("small"))
+	if _, err := small.Send(ctx, weir.Event{Value: make([]byte, 1000)}); err != nil {
+		t.Errorf("1000 bytes into max.message.bytes 2000: %v", err)
+	}
+	start := time.Now()
+	_, err := small.Send(ctx, weir.Event{Value: make([]byte, 3000)})
+	var we *weir.Error
+	if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != "small" {
+		t.Errorf("3000 bytes into max.message.bytes 2000: %v, want an *Error of kind ErrEventTooLarge", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("rejecting took %v; it should not reach the network", took)
+	}
+	big := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("big"))
+	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 3<<20)}); err != nil {
+		t.Errorf("3 MiB into max.message.bytes 4 MiB: %v", err)
+	}
+	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 5<<20)}); !errors.Is(err, weir.ErrEventTooLarge) {
+		t.Errorf("5 MiB into max.message.bytes 4 MiB: %v, want ErrEventTooLarge", err)
+	}
+}
+
+// With NonBlocking, a full buffer is ErrBufferFull at once; by default the
+// sender waits for room instead.
+func TestProducerNonBlockingBufferFull(t *testing.T) {
+	leakCheck(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release }) // hold produce requests until released
+		return nil, nil, false
+	})
+	ctx := testCtx(t, 30*time.Second)
+	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.NonBlocking(), weir.MaxBuffered(10, 1<<20))
+	o := newOutcomes()
+	for i := range 50 {
+		v := fmt.Sprint(i)
+		p.SendAsync(ctx, weir.Event{Value: []byte(v)}, o.callback(v))
+	}
+	// The first 10 fill the buffer; the other 40 come back at once.
+	for {
+		_, failed, _ := o.counts()
+		if failed >= 40 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok, failed, multiple := o.counts()
+	if ok != 10 || failed != 40 || multiple != 0 {
+		t.Fatalf("%d acknowledged, %d returned, %d extra; want 10, 40, 0", ok, failed, multiple)
+	}
+	for v, err := range o.failed {
+		if !errors.Is(err, weir.ErrBufferFull) {
+			t.Errorf("%s: %v, want ErrBufferFull", v, err)
+		}
+	}
+}
