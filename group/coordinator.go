@@ -113,19 +113,29 @@ func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
 	return ch
 }
 
-// CreateGroup creates name (durably) if it does not exist.
-func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
+// SubmitCreate hands CreateGroup for name to the coordinator: the group is
+// created (durably) if it does not exist. The returned channel receives
+// the outcome once, or nothing if the coordinator closes first.
+func (c *Coordinator) SubmitCreate(name string) <-chan error {
 	ch := make(chan error, 1)
-	r := request{create: name, createDone: func(err error) { ch <- err }}
+	r := request{create: name, createDone: func(err error) {
+		select {
+		case ch <- err:
+		default:
+		}
+	}}
 	select {
 	case c.reqs <- r:
 	case <-c.done:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+		ch <- ErrClosed
 	}
+	return ch
+}
+
+// CreateGroup creates name (durably) if it does not exist, and waits.
+func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
-	case err := <-ch:
+	case err := <-c.SubmitCreate(name):
 		return err
 	case <-c.done:
 		return ErrClosed
