@@ -27,9 +27,18 @@ func TestGroupRepliesInOrderWithoutBlockingOthers(t *testing.T) {
 	// The other connection's group requests are answered while the join
 	// waits (the initial delay is an hour).
 	other := dialRaw(t, b)
+	// The join reaches the coordinator through the other connection's
+	// reader, so wait until it has.
 	desc := kmsg.NewPtrDescribeGroupsRequest()
 	desc.Groups = []string{"waiting"}
-	resp := other.roundTrip(desc).(*kmsg.DescribeGroupsResponse)
+	var resp *kmsg.DescribeGroupsResponse
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp = other.roundTrip(desc).(*kmsg.DescribeGroupsResponse)
+		if len(resp.Groups) == 1 && resp.Groups[0].State != "Dead" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if len(resp.Groups) != 1 || resp.Groups[0].State != "PreparingRebalance" || len(resp.Groups[0].Members) != 1 {
 		t.Fatalf("describe while the join waits: %+v", resp.Groups)
 	}
