@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weirhq/weir/storage"
 )
@@ -84,5 +85,36 @@ func TestGroupLagMetricFromCommits(t *testing.T) {
 	m := scrapeHandler(t, b)
 	if got, ok := m[`weir_consumer_group_lag{group="readers",partition="0",topic="lagging"}`]; !ok || got != 3 {
 		t.Fatalf("lag %v (present %v), want 3", got, ok)
+	}
+}
+
+// TestFindCoordinator: the broker is every group's coordinator, in the
+// single-key (v0-v3) and batched (v4+) forms; transaction keys get the
+// same error as InitProducerId.
+func TestFindCoordinator(t *testing.T) {
+	b := startBroker(t, nil)
+	r := dialRaw(t, b)
+	for _, v := range []int16{0, 3} {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.Version = v
+		req.CoordinatorKey = "g"
+		resp := r.roundTrip(req).(*kmsg.FindCoordinatorResponse)
+		if resp.ErrorCode != 0 || resp.NodeID != b.cfg.NodeID || resp.Port != b.advPort || resp.Host != b.advHost {
+			t.Errorf("v%d: %+v", v, resp)
+		}
+	}
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.Version = 4
+	req.CoordinatorKeys = []string{"a", "b", ""}
+	resp := r.roundTrip(req).(*kmsg.FindCoordinatorResponse)
+	if len(resp.Coordinators) != 3 || resp.Coordinators[0].ErrorCode != 0 || resp.Coordinators[1].Port != b.advPort ||
+		resp.Coordinators[2].ErrorCode != kerr.InvalidGroupID.Code {
+		t.Errorf("v4 batch: %+v", resp.Coordinators)
+	}
+	req.CoordinatorType = 1 // transaction
+	req.CoordinatorKeys = []string{"txn"}
+	resp = r.roundTrip(req).(*kmsg.FindCoordinatorResponse)
+	if resp.Coordinators[0].ErrorCode != errTransactionsUnsupported {
+		t.Errorf("transaction coordinator: %+v", resp.Coordinators)
 	}
 }
