@@ -113,6 +113,11 @@ func (g *Group) transition(now time.Time, s State) {
 	g.stateSince = now
 }
 
+// maxProtocols bounds the protocols (assignors) one member may offer:
+// clients offer a handful, and choosing among them costs members x
+// protocols^2.
+const maxProtocols = 64
+
 func ms(v int32) time.Duration { return time.Duration(v) * time.Millisecond }
 
 // sortedMembers returns the members in id order, so that everything the
@@ -251,7 +256,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 	case session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout:
 		fail(kerr.InvalidSessionTimeout.Code)
 		return
-	case metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
+	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
 		// Kafka has no specific code for this; INVALID_REQUEST is fatal
 		// in clients, which is right for metadata that can never fit.
 		fail(kerr.InvalidRequest.Code)

@@ -301,6 +301,11 @@ func TestBadInput(t *testing.T) {
 	huge := joinReq("g", "", nil)
 	huge.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: make([]byte, DefaultMaxMetadataBytes+1)}}
 	wantCode(t, "huge member metadata", h.send(huge), kerr.InvalidRequest)
+	many := joinReq("g", "", nil)
+	for i := range maxProtocols + 1 {
+		many.Protocols = append(many.Protocols, kmsg.JoinGroupRequestProtocol{Name: itoa(i)})
+	}
+	wantCode(t, "too many protocols", h.send(many), kerr.InvalidRequest)
 	short := joinReq("g", "", nil)
 	short.SessionTimeoutMillis = 10
 	wantCode(t, "session timeout below the minimum", h.send(short), kerr.InvalidSessionTimeout)
