@@ -537,3 +537,22 @@ func TestUnsubscribedOffsetsExpire(t *testing.T) {
 		t.Errorf("unsubscribed topic's offset %d after the retention, want -1", got)
 	}
 }
+
+// TestTimersStayBounded: heartbeats move deadlines all the time; the timer
+// heap does not keep every superseded one.
+func TestTimersStayBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 3)
+	for range 5000 {
+		h.now = h.now.Add(10 * time.Millisecond)
+		for _, id := range ids {
+			h.c.Handle(h.now, Client{}, heartbeatReq("g", id, gen), func(kmsg.Response) {})
+		}
+		h.c.Tick(h.now)
+		h.flush()
+	}
+	if n := len(h.c.timers); n > 1024 {
+		t.Fatalf("%d timers held for one group", n)
+	}
+	wantCode(t, "heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
+}

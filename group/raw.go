@@ -248,6 +248,21 @@ func (c *RawCoordinator) schedule(g *Group) {
 	if !at.IsZero() {
 		heap.Push(&c.timers, timer{at: at, group: g.name})
 	}
+	if len(c.timers) > 1024 && len(c.timers) > 4*len(c.groups) {
+		c.rebuildTimers()
+	}
+}
+
+// rebuildTimers drops stale timer entries (every heartbeat can leave one
+// behind until its time comes).
+func (c *RawCoordinator) rebuildTimers() {
+	c.timers = c.timers[:0]
+	for _, name := range c.sortedGroupNames() {
+		if g := c.groups[name]; !g.wake.IsZero() {
+			c.timers = append(c.timers, timer{at: g.wake, group: name})
+		}
+	}
+	heap.Init(&c.timers)
 }
 
 type timer struct {
