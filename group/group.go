@@ -452,7 +452,11 @@ func (c *RawCoordinator) addMemberAndRebalance(now time.Time, g *Group, id strin
 		isNew:            true,
 		newJoinDeadline:  now.Add(c.cfg.NewMemberJoinTimeout),
 	}
-	if g.state == PreparingRebalance && g.generation == 0 {
+	if g.state == PreparingRebalance && g.initialDelay {
+		// Kafka extends the initial delay only for generation 0; weir
+		// extends it for any rebalance that started from Empty, so that a
+		// fleet restarting after a broker restart (groups come back Empty
+		// with their generation) also rebalances once.
 		g.newMemberAdded = true
 	}
 	if len(g.members) == 0 {
