@@ -192,6 +192,12 @@ func TestBadInput(t *testing.T) {
 		{"unknown api key", append(be32(10), 0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0)},
 		{"unsupported produce version", append(be32(10), 0, 0, 0, 99, 0, 0, 0, 1, 0xff, 0xff)},
 		{"bad produce body", append(be32(12), 0, 0, 0, 7, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0x7f)},
+		// A tag section that declares 2^32-1 tags and then ends. Decoders
+		// that loop over the declared count (kmsg before v1.15.1) kept the
+		// reader busy for tens of seconds on these few bytes.
+		{"huge tag count in the header", append(be32(15), 0, 12, 0, 4, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f)},
+		{"huge tag count in a body", append(be32(25), 0, 12, 0, 4, 0, 0, 0, 1, 0xff, 0xff, 0,
+			2, 'g', 0, 0, 0, 1, 2, 'm', 0, 0xff, 0xff, 0xff, 0xff, 0x0f)},
 	}
 	for _, tc := range closes {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,16 +36,16 @@ type Partition struct {
 
 	mu struct {
 		sync.Mutex
-		segs     []*segment // oldest first; the last one is active. Replaced, never shrunk in place.
-		hw       int64      // high watermark: what Read serves
-		hwPos    int64      // bytes of the active segment below hw
-		logStart int64
-		werr     *WriteError
-		state    error         // nil, ErrClosed or ErrPartitionDeleted
-		queued   bool          // in the flusher's dirty list
-		changed  chan struct{} // closed and replaced when hw, werr or state change
-		subs     map[uint64]chan<- struct{}
-		subSeq   uint64
+		segs      []*segment // oldest first; the last one is active. Replaced, never shrunk in place.
+		hw        int64      // high watermark: what Read serves
+		hwPos     int64      // bytes of the active segment below hw
+		logStart  int64
+		werr      *WriteError
+		state     error         // nil, ErrClosed or ErrPartitionDeleted
+		queued    bool          // in the flusher's dirty list
+		changed   chan struct{} // closed and replaced when hw, werr or state change
+		subs      map[uint64]chan<- struct{}
+		subSeq    uint64
 		producers producerState // idempotent producers, checked in Append (producers.go)
 		evicted   int64         // producers evicted for MaxProducersPerPartition
 	}

@@ -529,4 +529,3 @@ func (p *Partition) replaySegmentLocked(s *segment, from, now int64) error {
 	}
 	return nil
 }
-
