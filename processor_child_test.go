@@ -1,0 +1,3 @@
+package weir_test
+
+func runChildInstance() bool { return false }

@@ -1,0 +1,383 @@
+package weir
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// partitionRunner processes one owned partition. It is a goroutine started
+// on assignment and stopped on revoke, loss or shutdown, with a fixed pool
+// of Concurrency workers when that is above 1 (never a goroutine per
+// event).
+//
+// Stopping is a handshake with the owner (the revoke or lost callback, or
+// Run): requestStop; the runner stops taking events, waits for those in
+// flight and closes drained; the owner commits the checkpoint and calls
+// finish with the close reason; the runner calls ClosePartition and closes
+// exited.
+type partitionRunner struct {
+	p       *Processor
+	cl      *kgo.Client
+	h       Handler
+	tp      TopicPartition
+	in      chan []*kgo.Record
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopCh  chan struct{}
+	stopped sync.Once
+	drained chan struct{}
+	release chan struct{}
+	exited  chan struct{}
+	reason  CloseReason // written before release is closed
+
+	processed atomic.Int64
+	hwm       atomic.Int64
+	halted    atomic.Bool // StopPartition policy hit
+
+	mu struct {
+		sync.Mutex
+		tracker     offsetTracker
+		committed   int64 // last committed offset, -1 if none
+		sinceCommit int
+	}
+}
+
+func newPartitionRunner(p *Processor, cl *kgo.Client, h Handler, tp TopicPartition) *partitionRunner {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &partitionRunner{
+		p: p, cl: cl, h: h, tp: tp,
+		in:      make(chan []*kgo.Record, 2),
+		ctx:     ctx,
+		cancel:  cancel,
+		stopCh:  make(chan struct{}),
+		drained: make(chan struct{}),
+		release: make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	r.hwm.Store(-1)
+	r.mu.tracker = newOffsetTracker()
+	r.mu.committed = -1
+	return r
+}
+
+func (r *partitionRunner) requestStop() { r.stopped.Do(func() { close(r.stopCh) }) }
+
+func (r *partitionRunner) stopping() bool {
+	select {
+	case <-r.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// finish lets a drained runner close the partition with reason and exit.
+func (r *partitionRunner) finish(reason CloseReason) {
+	r.reason = reason
+	close(r.release)
+}
+
+func (r *partitionRunner) setHighWatermark(hwm int64) { r.hwm.Store(hwm) }
+
+func (r *partitionRunner) run() {
+	defer r.p.wg.Done()
+	defer close(r.exited)
+	defer r.cancel()
+	opened := false
+	if err := r.h.OpenPartition(r.ctx, r.tp); err != nil {
+		if r.ctx.Err() == nil {
+			r.p.setFatal(&PartitionError{TopicPartition: r.tp, Op: "open", Err: err})
+		}
+		r.discard()
+	} else {
+		opened = true
+		if r.p.cfg.concurrency == 1 {
+			r.runSerial()
+		} else {
+			r.runConcurrent(r.p.cfg.concurrency)
+		}
+	}
+	close(r.drained)
+	<-r.release
+	if !opened {
+		return
+	}
+	r.h.ClosePartition(context.Background(), r.tp, r.reason)
+	if r.reason == OwnershipLost {
+		r.p.log.Info("partition closed: ownership lost", "partition", r.tp.Partition)
+	} else {
+		r.p.log.Debug("partition closed", "partition", r.tp.Partition, "reason", r.reason.String())
+	}
+}
+
+// discard drops incoming records until stopped, so the poll loop never
+// blocks on a partition that does not process.
+func (r *partitionRunner) discard() {
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-r.in:
+		}
+	}
+}
+
+func (r *partitionRunner) runSerial() {
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case batch := <-r.in:
+			if r.halted.Load() {
+				continue
+			}
+			r.mu.Lock()
+			for _, rec := range batch {
+				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
+			}
+			r.mu.Unlock()
+			for _, rec := range batch {
+				if r.stopping() {
+					return // the rest stays unprocessed and uncommitted
+				}
+				switch r.process(rec) {
+				case outcomeCompleted:
+					r.complete(rec)
+				case outcomeHalted:
+					r.discard()
+					return
+				case outcomeCanceled:
+					return
+				}
+			}
+		}
+	}
+}
+
+type outcome int
+
+const (
+	outcomeCompleted outcome = iota
+	outcomeCanceled          // ctx canceled: not completed, the next owner redoes it
+	outcomeHalted            // StopPartition policy: the partition stops here
+)
+
+type workResult struct {
+	rec *kgo.Record
+	out outcome
+}
+
+func (r *partitionRunner) runConcurrent(n int) {
+	work := make(chan *kgo.Record)
+	results := make(chan workResult, n)
+	var workers sync.WaitGroup
+	workers.Add(n)
+	for range n {
+		go func() {
+			defer workers.Done()
+			for rec := range work {
+				results <- workResult{rec, r.process(rec)}
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		workers.Wait()
+	}()
+
+	sched := newKeyScheduler()
+	inflight := 0
+	stopping, halted := false, false
+	stopCh := r.stopCh
+	for {
+		if (stopping || halted) && inflight == 0 {
+			if halted && !stopping {
+				r.discard()
+			}
+			return
+		}
+		var inCh <-chan []*kgo.Record
+		if !stopping && !halted && sched.len() < r.p.cfg.maxInFlight {
+			inCh = r.in
+		}
+		var workCh chan<- *kgo.Record
+		next, ok := sched.peek()
+		if ok && !stopping && !halted && inflight < n {
+			workCh = work
+		}
+		select {
+		case <-stopCh:
+			stopping, stopCh = true, nil
+		case batch := <-inCh:
+			r.mu.Lock()
+			for _, rec := range batch {
+				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
+			}
+			r.mu.Unlock()
+			for _, rec := range batch {
+				sched.add(rec)
+			}
+		case workCh <- next:
+			sched.next()
+			inflight++
+		case res := <-results:
+			inflight--
+			sched.done(res.rec)
+			switch res.out {
+			case outcomeCompleted:
+				r.complete(res.rec)
+			case outcomeHalted:
+				halted = true
+			}
+		}
+	}
+}
+
+// process runs the handler for one event with retries, then applies the
+// failure policy. It never skips an event silently.
+func (r *partitionRunner) process(rec *kgo.Record) outcome {
+	p := r.p
+	c := &p.cfg
+	backoff := c.backoffMin
+	var err error
+	attempt := 0
+	for {
+		attempt++
+		start := time.Now()
+		err = r.h.ProcessEvent(r.ctx, rec)
+		took := time.Since(start)
+		p.counters.handlerCalls.Add(1)
+		p.counters.handlerNanos.Add(int64(took))
+		p.latency.Observe(took.Seconds())
+		if err == nil {
+			r.processed.Add(1)
+			p.counters.processed.Add(1)
+			return outcomeCompleted
+		}
+		if r.ctx.Err() != nil {
+			return outcomeCanceled
+		}
+		p.counters.failed.Add(1)
+		if attempt >= c.maxAttempts {
+			break
+		}
+		if !sleepCtx(r.ctx, backoff) {
+			return outcomeCanceled
+		}
+		backoff = min(2*backoff, c.backoffMax)
+	}
+	if c.onFailure == DeadLetter {
+		return r.deadLetter(rec, err, attempt)
+	}
+	return r.halt(rec, err, attempt)
+}
+
+// halt stops the partition at rec (StopPartition policy): rec is never
+// checkpointed past, and fetching the partition pauses until it is assigned
+// again.
+func (r *partitionRunner) halt(rec *kgo.Record, err error, attempts int) outcome {
+	r.halted.Store(true)
+	r.cl.PauseFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
+	r.p.log.Error("handler failed; partition stopped (StopPartition policy)",
+		"partition", r.tp.Partition, "offset", rec.Offset, "attempts", attempts, "err", err)
+	return outcomeHalted
+}
+
+// Dead-letter headers.
+const (
+	HeaderOriginalTopic     = "weir-original-topic"
+	HeaderOriginalPartition = "weir-original-partition"
+	HeaderOriginalOffset    = "weir-original-offset"
+	HeaderError             = "weir-error"
+	HeaderAttempts          = "weir-attempts"
+)
+
+// deadLetter produces rec to the dead-letter topic synchronously, retrying
+// transient errors until the partition's context ends. A fatal produce
+// error (unknown dead-letter topic, not authorized) halts the partition.
+func (r *partitionRunner) deadLetter(rec *kgo.Record, herr error, attempts int) outcome {
+	p := r.p
+	dl := &kgo.Record{
+		Topic: p.cfg.deadLetter,
+		Key:   rec.Key,
+		Value: rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+			kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte(rec.Topic)},
+			kgo.RecordHeader{Key: HeaderOriginalPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+			kgo.RecordHeader{Key: HeaderOriginalOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+			kgo.RecordHeader{Key: HeaderError, Value: []byte(herr.Error())},
+			kgo.RecordHeader{Key: HeaderAttempts, Value: strconv.AppendInt(nil, int64(attempts), 10)},
+		),
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.cl.ProduceSync(r.ctx, dl).FirstErr()
+		if err == nil {
+			p.counters.deadLettered.Add(1)
+			p.log.Warn("event dead-lettered", "partition", rec.Partition, "offset", rec.Offset,
+				"attempts", attempts, "err", herr, "dead_letter_topic", p.cfg.deadLetter)
+			return outcomeCompleted
+		}
+		if r.ctx.Err() != nil {
+			return outcomeCanceled
+		}
+		if !retryable(err) {
+			return r.halt(rec, errors.Join(herr, fatal(err, p.cfg.deadLetter)), attempts)
+		}
+		if !sleepCtx(r.ctx, backoff) {
+			return outcomeCanceled
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// complete records a finished event and asks for a checkpoint every n.
+func (r *partitionRunner) complete(rec *kgo.Record) {
+	r.mu.Lock()
+	r.mu.tracker.completed(rec.Offset)
+	r.mu.sinceCommit++
+	due := r.mu.sinceCommit >= r.p.cfg.checkpointN
+	r.mu.Unlock()
+	if due {
+		r.p.requestCommit()
+	}
+}
+
+// uncommitted returns the checkpoint if it moved since the last commit.
+func (r *partitionRunner) uncommitted() (kgo.EpochOffset, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	off, epoch, ok := r.mu.tracker.checkpoint()
+	if !ok || off == r.mu.committed {
+		return kgo.EpochOffset{}, false
+	}
+	return kgo.EpochOffset{Epoch: epoch, Offset: off}, true
+}
+
+func (r *partitionRunner) committed(off int64) {
+	r.mu.Lock()
+	if off > r.mu.committed {
+		r.mu.committed = off
+		r.mu.sinceCommit = 0
+	}
+	r.mu.Unlock()
+}
+
+// PartitionError is a Handler error that stops Run (an OpenPartition error).
+type PartitionError struct {
+	TopicPartition
+	Op  string
+	Err error
+}
+
+func (e *PartitionError) Error() string {
+	return "weir: partition " + strconv.Itoa(int(e.Partition)) + " of " + e.Topic + ": " + e.Op + ": " + e.Err.Error()
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }

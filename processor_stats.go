@@ -1,0 +1,135 @@
+package weir
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ProcessorStats is a snapshot of a Processor's counters.
+type ProcessorStats struct {
+	// Partitions are the partitions owned now, by partition number.
+	Partitions []PartitionStats
+	// Processed counts events whose handler succeeded.
+	Processed int64
+	// Failed counts handler calls that returned an error (each retry
+	// counts).
+	Failed int64
+	// DeadLettered counts events sent to the dead-letter topic.
+	DeadLettered int64
+	// Rebalances counts assignments received (the first one included).
+	Rebalances int64
+	// HandlerCalls and HandlerTime give the mean handler latency; the
+	// Prometheus collector has the histogram.
+	HandlerCalls int64
+	HandlerTime  time.Duration
+}
+
+// PartitionStats describes one owned partition.
+type PartitionStats struct {
+	Partition int32
+	// Processed counts events processed since the partition was opened.
+	Processed int64
+	// Checkpoint is the offset after the contiguous completed prefix (what
+	// the next commit writes), -1 before the first completed event.
+	Checkpoint int64
+	// Committed is the last offset committed by this instance, -1 if none.
+	Committed int64
+	// HighWatermark is the partition's end offset at the last fetch, -1 if
+	// unknown.
+	HighWatermark int64
+	// Lag is HighWatermark minus Checkpoint: events not yet completed.
+	// -1 if unknown.
+	Lag int64
+	// Stopped is true when the StopPartition policy stopped the partition.
+	Stopped bool
+}
+
+// Stats returns a snapshot of the counters and the owned partitions.
+func (p *Processor) Stats() ProcessorStats {
+	s := ProcessorStats{
+		Processed:    p.counters.processed.Load(),
+		Failed:       p.counters.failed.Load(),
+		DeadLettered: p.counters.deadLettered.Load(),
+		Rebalances:   p.counters.rebalances.Load(),
+		HandlerCalls: p.counters.handlerCalls.Load(),
+		HandlerTime:  time.Duration(p.counters.handlerNanos.Load()),
+	}
+	p.mu.Lock()
+	runners := make([]*partitionRunner, 0, len(p.mu.runners))
+	for _, r := range p.mu.runners {
+		runners = append(runners, r)
+	}
+	p.mu.Unlock()
+	for _, r := range runners {
+		ps := PartitionStats{
+			Partition:     r.tp.Partition,
+			Processed:     r.processed.Load(),
+			HighWatermark: r.hwm.Load(),
+			Stopped:       r.halted.Load(),
+			Lag:           -1,
+		}
+		r.mu.Lock()
+		ps.Checkpoint, _, _ = r.mu.tracker.checkpoint()
+		ps.Committed = r.mu.committed
+		r.mu.Unlock()
+		if ps.HighWatermark >= 0 {
+			ps.Lag = ps.HighWatermark - max(ps.Checkpoint, 0)
+		}
+		s.Partitions = append(s.Partitions, ps)
+	}
+	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int { return int(a.Partition - b.Partition) })
+	return s
+}
+
+// Collector returns Prometheus collectors for the processor's metrics, all
+// labeled with group and topic: weir_processor_owned_partitions,
+// weir_processor_events_processed_total, weir_processor_handler_failures_total,
+// weir_processor_events_dead_lettered_total, weir_processor_rebalances_total,
+// weir_processor_partition_lag{partition} and the
+// weir_processor_handler_seconds histogram. Register it with
+// prometheus.MustRegister(p.Collector()).
+func (p *Processor) Collector() prometheus.Collector {
+	lbl := prometheus.Labels{"group": p.cfg.group, "topic": p.cfg.client.topic}
+	d := func(name, help string, vars ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, vars, lbl)
+	}
+	return &processorCollector{
+		p:            p,
+		owned:        d("weir_processor_owned_partitions", "Partitions this instance owns."),
+		processed:    d("weir_processor_events_processed_total", "Events whose handler succeeded."),
+		failed:       d("weir_processor_handler_failures_total", "Handler calls that returned an error, retries included."),
+		deadLettered: d("weir_processor_events_dead_lettered_total", "Events sent to the dead-letter topic."),
+		rebalances:   d("weir_processor_rebalances_total", "Assignments received from the group."),
+		lag:          d("weir_processor_partition_lag", "High watermark minus the checkpoint, per owned partition.", "partition"),
+	}
+}
+
+type processorCollector struct {
+	p                                                       *Processor
+	owned, processed, failed, deadLettered, rebalances, lag *prometheus.Desc
+}
+
+func (c *processorCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.owned, c.processed, c.failed, c.deadLettered, c.rebalances, c.lag} {
+		ch <- d
+	}
+	c.p.latency.Describe(ch)
+}
+
+func (c *processorCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, float64(len(s.Partitions)))
+	ch <- prometheus.MustNewConstMetric(c.processed, prometheus.CounterValue, float64(s.Processed))
+	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(c.deadLettered, prometheus.CounterValue, float64(s.DeadLettered))
+	ch <- prometheus.MustNewConstMetric(c.rebalances, prometheus.CounterValue, float64(s.Rebalances))
+	for _, ps := range s.Partitions {
+		if ps.Lag >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(ps.Lag), strconv.Itoa(int(ps.Partition)))
+		}
+	}
+	c.p.latency.Collect(ch)
+}

@@ -1,0 +1,132 @@
+package weir_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir"
+)
+
+func TestMain(m *testing.M) {
+	if runChildInstance() {
+		return
+	}
+	m.Run()
+}
+
+// recordingHandler records opens and closes with their reasons.
+type recordingHandler struct {
+	weir.HandlerFunc
+	mu     sync.Mutex
+	opens  map[int32]int
+	closes map[weir.CloseReason]int
+}
+
+func (h *recordingHandler) OpenPartition(_ context.Context, tp weir.TopicPartition) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.opens == nil {
+		h.opens = map[int32]int{}
+	}
+	h.opens[tp.Partition]++
+	return nil
+}
+
+func (h *recordingHandler) ClosePartition(_ context.Context, _ weir.TopicPartition, r weir.CloseReason) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closes == nil {
+		h.closes = map[weir.CloseReason]int{}
+	}
+	h.closes[r]++
+}
+
+func TestProcessorProcessesEveryEventOnceAndResumesFromCheckpoint(t *testing.T) {
+	seeds := testBroker(t, 8, "orders")
+	l := newLedger()
+	produceN(t, seeds, "orders", l, 4000, func(i int) string { return string(rune('a' + i%26)) })
+
+	opts := []weir.ProcessorOpt{weir.Brokers(seeds...), weir.Topic("orders"), weir.Group("billing"),
+		weir.Logger(quietLogger()), fastGroup(), weir.CheckpointEvery(100, time.Second)}
+	h := &recordingHandler{HandlerFunc: l.handler("a")}
+	in := startInstance(t, "a", h, opts...)
+	select {
+	case <-in.p.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready after 10s")
+	}
+	l.waitAllProcessed(t, 30*time.Second)
+	st := in.p.Stats()
+	if len(st.Partitions) != 8 || st.Processed != 4000 {
+		t.Fatalf("stats: %d partitions, %d processed; want 8, 4000", len(st.Partitions), st.Processed)
+	}
+	for _, ps := range st.Partitions {
+		if ps.Lag != 0 {
+			t.Errorf("partition %d: lag %d after processing everything", ps.Partition, ps.Lag)
+		}
+	}
+	if err := in.p.Checkpoint(context.Background()); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	in.stop(t)
+	if h.closes[weir.Shutdown] != 8 || len(h.opens) != 8 {
+		t.Fatalf("opens %v, closes %v; want 8 partitions opened and closed with Shutdown", h.opens, h.closes)
+	}
+	if err := in.p.Checkpoint(context.Background()); !errors.Is(err, weir.ErrClosed) {
+		t.Fatalf("Checkpoint after Run: %v, want ErrClosed", err)
+	}
+
+	// A new instance of the group resumes from the checkpoint: the next
+	// events are processed once, nothing before them again.
+	produceN(t, seeds, "orders", l, 800, func(i int) string { return string(rune('a' + i%26)) })
+	in2 := startInstance(t, "b", l.handler("b"), opts...)
+	l.waitAllProcessed(t, 30*time.Second)
+	in2.stop(t)
+	lost, twice, _ := l.result()
+	if lost != 0 || twice != 0 {
+		t.Fatalf("lost %d, processed twice %d; want 0, 0", lost, twice)
+	}
+}
+
+func TestProcessorRunTwiceIsClosed(t *testing.T) {
+	seeds := testBroker(t, 1, "t")
+	p, err := weir.NewProcessor(weir.Brokers(seeds...), weir.Topic("t"), weir.Group("g"), weir.Logger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Run(ctx, weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })); err != nil {
+		t.Fatalf("Run with an ended context: %v", err)
+	}
+	if err := p.Run(context.Background(), weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })); !errors.Is(err, weir.ErrClosed) {
+		t.Fatalf("second Run: %v, want ErrClosed", err)
+	}
+}
+
+func TestProcessorOptionsValidate(t *testing.T) {
+	base := []weir.ProcessorOpt{weir.Brokers("127.0.0.1:9092"), weir.Topic("t"), weir.Group("g")}
+	for name, opt := range map[string]weir.ProcessorOpt{
+		"no group":          weir.Group(""),
+		"checkpoint n":      weir.CheckpointEvery(0, time.Second),
+		"drain":             weir.DrainTimeout(0),
+		"concurrency":       weir.Concurrency(0),
+		"retries":           weir.HandlerRetries(0, time.Millisecond, time.Second),
+		"dead letter topic": weir.OnFailure(weir.DeadLetter),
+		"dead letter self":  weir.DeadLetterTopic("t"),
+		"instance env":      weir.InstanceIDFromEnv("WEIR_TEST_SURELY_UNSET_VARIABLE"),
+		"start offsets":     weir.StartOffsets(map[int32]int64{0: -5}),
+	} {
+		if _, err := weir.NewProcessor(append(base, opt)...); !errors.Is(err, weir.ErrInvalidConfig) {
+			t.Errorf("%s: NewProcessor = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := weir.NewProcessor(base...); err != nil {
+		t.Fatalf("valid options: %v", err)
+	}
+}
