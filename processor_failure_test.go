@@ -1,0 +1,363 @@
+package weir_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
+
+	"github.com/weirhq/weir"
+)
+
+// produceTo produces values to one partition, in order.
+func produceTo(t testing.TB, seeds []string, topic string, partition int32, l *ledger, values ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for _, v := range values {
+		recs = append(recs, &kgo.Record{Partition: partition, Key: []byte(v), Value: []byte(v)})
+	}
+	for _, r := range cl.ProduceSync(ctx, recs...) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		if l != nil {
+			l.produce(r.Record.Partition, r.Record.Offset)
+		}
+	}
+}
+
+func values(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = prefix + strconv.Itoa(i)
+	}
+	return out
+}
+
+var errPoison = errors.New("cannot parse event")
+
+func TestProcessorPoisonEventIsRetriedThenDeadLettered(t *testing.T) {
+	seeds := testBroker(t, 2, "payments", "payments.dlq")
+	l := newLedger()
+	produceTo(t, seeds, "payments", 0, l, values("a", 100)...)
+	produceTo(t, seeds, "payments", 0, l, "poison")
+	produceTo(t, seeds, "payments", 0, l, values("b", 100)...)
+	produceTo(t, seeds, "payments", 1, l, values("c", 100)...)
+
+	var poisonCalls atomic.Int32
+	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+		if string(e.Value) == "poison" {
+			poisonCalls.Add(1)
+			return errPoison
+		}
+		l.record("a", e.Partition, e.Offset)
+		return nil
+	})
+	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("payments"), weir.Group("pay"),
+		weir.Logger(quietLogger()), fastGroup(), weir.HandlerRetries(3, time.Millisecond, 4*time.Millisecond),
+		weir.DeadLetterTopic("payments.dlq"))
+	defer in.stop(t)
+
+	// Everything but the poison event is processed, after it too.
+	l.mu.Lock()
+	for id := range l.produced {
+		if id.Partition == 0 && id.Offset == 100 {
+			delete(l.produced, id) // the poison event goes to the dead-letter topic instead
+		}
+	}
+	l.mu.Unlock()
+	l.waitAllProcessed(t, 30*time.Second)
+	if n := poisonCalls.Load(); n != 3 {
+		t.Fatalf("poison event handled %d times, want 3 attempts", n)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics("payments.dlq"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cl.PollFetches(ctx)
+	if err := fs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 || string(recs[0].Value) != "poison" {
+		t.Fatalf("dead-letter topic has %d records, want the poison event", len(recs))
+	}
+	headers := map[string]string{}
+	for _, h := range recs[0].Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	want := map[string]string{
+		weir.HeaderOriginalTopic: "payments", weir.HeaderOriginalPartition: "0", weir.HeaderOriginalOffset: "100",
+		weir.HeaderError: errPoison.Error(), weir.HeaderAttempts: "3",
+	}
+	for k, v := range want {
+		if headers[k] != v {
+			t.Errorf("dead-letter header %s = %q, want %q", k, headers[k], v)
+		}
+	}
+	st := in.p.Stats()
+	if st.DeadLettered != 1 || st.Failed != 3 {
+		t.Fatalf("stats: dead-lettered %d, failed %d; want 1, 3", st.DeadLettered, st.Failed)
+	}
+	// The dead-lettered event counts as completed: the checkpoint passes it.
+	waitFor(t, 10*time.Second, "partition 0 checkpointed past the poison event", func() bool {
+		if err := in.p.Checkpoint(context.Background()); err != nil {
+			return false
+		}
+		for _, ps := range in.p.Stats().Partitions {
+			if ps.Partition == 0 {
+				return ps.Committed == 201
+			}
+		}
+		return false
+	})
+}
+
+func TestProcessorPoisonEventStopsOnlyItsPartition(t *testing.T) {
+	seeds := testBroker(t, 2, "payments")
+	l := newLedger()
+	produceTo(t, seeds, "payments", 0, l, values("a", 50)...)
+	produceTo(t, seeds, "payments", 0, nil, "poison")
+	produceTo(t, seeds, "payments", 0, nil, values("b", 50)...)
+	produceTo(t, seeds, "payments", 1, l, values("c", 100)...)
+	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+		if string(e.Value) == "poison" {
+			return errPoison
+		}
+		l.record("a", e.Partition, e.Offset)
+		return nil
+	})
+	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("payments"), weir.Group("pay"),
+		weir.Logger(quietLogger()), fastGroup(), weir.HandlerRetries(2, time.Millisecond, time.Millisecond))
+	defer in.stop(t)
+	l.waitAllProcessed(t, 30*time.Second) // partition 1 and partition 0 up to the poison event
+	produceTo(t, seeds, "payments", 1, l, values("d", 100)...)
+	l.waitAllProcessed(t, 30*time.Second) // partition 1 keeps flowing
+	if err := in.p.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range in.p.Stats().Partitions {
+		if ps.Partition == 0 && (!ps.Stopped || ps.Committed != 50) {
+			t.Fatalf("partition 0: stopped %v, committed %d; want stopped at the poison event, offset 50", ps.Stopped, ps.Committed)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.processed {
+		if id.Partition == 0 && id.Offset > 50 {
+			t.Fatalf("partition 0 offset %d processed after the stopping event", id.Offset)
+		}
+	}
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestProcessorPerKeyConcurrency processes 4 partitions with 16 workers
+// each: events of a key are handled one at a time and in order, different
+// keys in parallel.
+func TestProcessorPerKeyConcurrency(t *testing.T) {
+	seeds := testBroker(t, 4, "keyed")
+	l := newLedger()
+	produceN(t, seeds, "keyed", l, 4000, func(i int) string { return fmt.Sprintf("key-%d", i%50) })
+
+	var (
+		mu        sync.Mutex
+		last      = map[string]int64{} // partition/key -> last offset handled
+		running   = map[string]bool{}
+		violation error
+		now, peak atomic.Int32
+	)
+	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+		k := fmt.Sprintf("%d/%s", e.Partition, e.Key)
+		mu.Lock()
+		if running[k] && violation == nil {
+			violation = fmt.Errorf("key %s handled twice at once", k)
+		}
+		if prev, ok := last[k]; ok && prev >= e.Offset && violation == nil {
+			violation = fmt.Errorf("key %s: offset %d after %d", k, e.Offset, prev)
+		}
+		running[k], last[k] = true, e.Offset
+		mu.Unlock()
+		n := now.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(time.Duration(e.Offset%7) * 100 * time.Microsecond)
+		now.Add(-1)
+		mu.Lock()
+		running[k] = false
+		mu.Unlock()
+		l.record("a", e.Partition, e.Offset)
+		return nil
+	})
+	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("keyed"), weir.Group("kg"),
+		weir.Logger(quietLogger()), fastGroup(), weir.Concurrency(16), weir.CheckpointEvery(100, 200*time.Millisecond))
+	l.waitAllProcessed(t, 60*time.Second)
+	if err := in.p.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range in.p.Stats().Partitions {
+		if ps.Committed != ps.HighWatermark {
+			t.Errorf("partition %d: committed %d, high watermark %d", ps.Partition, ps.Committed, ps.HighWatermark)
+		}
+	}
+	in.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if violation != nil {
+		t.Fatal(violation)
+	}
+	if peak.Load() < 2 {
+		t.Fatalf("at most %d events ran at once; want parallelism across keys", peak.Load())
+	}
+	lost, twice, _ := l.result()
+	if lost != 0 || twice != 0 {
+		t.Fatalf("lost %d, twice %d", lost, twice)
+	}
+	t.Logf("peak parallel handlers: %d", peak.Load())
+}
+
+// misconfigured returns a broker and processor options that make Run fail
+// for the named reason.
+func misconfigured(t testing.TB, kind string) ([]weir.ProcessorOpt, error) {
+	t.Helper()
+	base := []weir.ProcessorOpt{weir.Group("g"), weir.Logger(quietLogger()), fastGroup()}
+	switch kind {
+	case "unknown topic":
+		c := kfakeCluster(t, kfake.SeedTopics(1, "exists"))
+		return append(base, weir.Brokers(c.ListenAddrs()...), weir.Topic("no-such-topic")), weir.ErrUnknownTopic
+	case "bad credentials":
+		c := kfakeCluster(t, kfake.SeedTopics(1, "t"), kfake.EnableSASL(), kfake.Superuser("PLAIN", "admin", "secret"))
+		return append(base, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("admin", "wrong")), weir.ErrAuthentication
+	case "refused group":
+		// The user may read the topic but not use the group.
+		c := kfakeCluster(t, kfake.SeedTopics(1, "t"), kfake.EnableSASL(), kfake.EnableACLs(),
+			kfake.Superuser("PLAIN", "admin", "secret"),
+			kfake.User("PLAIN", "app", "pw",
+				kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "t", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationRead, Allow: true},
+				kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "t", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationDescribe, Allow: true},
+			))
+		return append(base, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("app", "pw")), weir.ErrAuthorization
+	}
+	t.Fatalf("unknown kind %q", kind)
+	return nil, nil
+}
+
+func kfakeCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func runOnce(t testing.TB, opts []weir.ProcessorOpt) (error, time.Duration) {
+	p, err := weir.NewProcessor(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = p.Run(ctx, weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
+	return err, time.Since(start)
+}
+
+// TestProcessorMisconfigurationIsFastAndLeakFree checks that Run returns a
+// typed error within 5s for each misconfiguration, then repeats it many
+// times in one process and checks that goroutines and heap are back at
+// their baseline.
+func TestProcessorMisconfigurationIsFastAndLeakFree(t *testing.T) {
+	for _, tc := range []struct {
+		kind    string
+		repeats int
+	}{
+		{"unknown topic", 1000},
+		{"bad credentials", 1000},
+		{"refused group", 1000},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			opts, want := misconfigured(t, tc.kind)
+			err, took := runOnce(t, opts)
+			var we *weir.Error
+			if !errors.Is(err, want) || !errors.As(err, &we) {
+				t.Fatalf("Run = %v, want a *weir.Error matching %v", err, want)
+			}
+			if took > 5*time.Second {
+				t.Fatalf("Run took %v to fail, want < 5s", took)
+			}
+			repeats := tc.repeats
+			if testing.Short() {
+				repeats = 50
+			}
+			// Warm up pools and lazily started package goroutines, then take
+			// the baseline.
+			for range 5 {
+				runOnce(t, opts)
+			}
+			baseline := goleak.IgnoreCurrent()
+			heap0 := heapInUse()
+			var slowest time.Duration
+			for i := range repeats {
+				err, took := runOnce(t, opts)
+				if !errors.Is(err, want) {
+					t.Fatalf("run %d: Run = %v, want %v", i, err, want)
+				}
+				slowest = max(slowest, took)
+			}
+			if slowest > 5*time.Second {
+				t.Fatalf("slowest of %d runs took %v, want < 5s", repeats, slowest)
+			}
+			if err := goleak.Find(baseline); err != nil {
+				t.Fatalf("goroutines left after %d runs: %v", repeats, err)
+			}
+			heap1 := heapInUse()
+			t.Logf("%d runs: slowest %v; heap in use %d KiB -> %d KiB", repeats, slowest.Round(time.Millisecond), heap0>>10, heap1>>10)
+			if heap1 > heap0+8<<20 {
+				t.Fatalf("heap grew from %d to %d bytes over %d runs", heap0, heap1, repeats)
+			}
+		})
+	}
+}
+
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
