@@ -109,6 +109,7 @@ type Processor struct {
 
 type processorCounters struct {
 	processed, failed, deadLettered, rebalances atomic.Int64
+	redelivered                                 atomic.Int64 // of closed runners
 	handlerCalls, handlerNanos                  atomic.Int64
 }
 
@@ -255,6 +256,15 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		var fatalErr, transient error
 		fs.EachError(func(_ string, _ int32, err error) {
 			if fatalErr != nil || errors.Is(err, context.Canceled) {
+				return
+			}
+			var dl *kgo.ErrDataLoss
+			if errors.As(err, &dl) {
+				// The broker's log lost records we may have processed (an
+				// unclean leader election); the client reset its position.
+				// Offsets this owner already took are not processed again.
+				p.log.Error("broker reported data loss", "partition", dl.Partition,
+					"consumed_to", dl.ConsumedTo, "reset_to", dl.ResetTo)
 				return
 			}
 			f := fatal(err, topic)

@@ -36,9 +36,13 @@ type partitionRunner struct {
 	exited  chan struct{}
 	reason  CloseReason // written before release is closed
 
-	processed atomic.Int64
-	hwm       atomic.Int64
-	halted    atomic.Bool // StopPartition policy hit
+	processed   atomic.Int64
+	redelivered atomic.Int64
+	hwm         atomic.Int64
+	// next is the offset after the last event taken from the fetches, -1
+	// before the first. Owned by the runner goroutine.
+	next   int64
+	halted atomic.Bool // StopPartition policy hit
 
 	mu struct {
 		sync.Mutex
@@ -61,6 +65,7 @@ func newPartitionRunner(p *Processor, cl *kgo.Client, h Handler, tp TopicPartiti
 		exited:  make(chan struct{}),
 	}
 	r.hwm.Store(-1)
+	r.next = -1
 	r.mu.tracker = newOffsetTracker()
 	r.mu.committed = -1
 	return r
@@ -89,6 +94,7 @@ func (r *partitionRunner) run() {
 	defer r.p.wg.Done()
 	defer close(r.exited)
 	defer r.cancel()
+	defer func() { r.p.counters.redelivered.Add(r.redelivered.Load()) }()
 	opened := false
 	if err := r.h.OpenPartition(r.ctx, r.tp); err != nil {
 		if r.ctx.Err() == nil {
@@ -137,6 +143,7 @@ func (r *partitionRunner) runSerial() {
 			if r.halted.Load() {
 				continue
 			}
+			batch = r.skipSeen(batch)
 			r.mu.Lock()
 			for _, rec := range batch {
 				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
@@ -158,6 +165,24 @@ func (r *partitionRunner) runSerial() {
 			}
 		}
 	}
+}
+
+// skipSeen drops records at offsets this runner already took. Offsets in a
+// partition only grow, but a client can fetch a range twice (seen with
+// kgo against kfake while leaders move); processing it again would be a
+// duplicate within one ownership. Dropped records are counted as
+// redelivered.
+func (r *partitionRunner) skipSeen(batch []*kgo.Record) []*kgo.Record {
+	out := batch[:0]
+	for _, rec := range batch {
+		if rec.Offset < r.next {
+			r.redelivered.Add(1)
+			continue
+		}
+		r.next = rec.Offset + 1
+		out = append(out, rec)
+	}
+	return out
 }
 
 type outcome int
@@ -215,6 +240,7 @@ func (r *partitionRunner) runConcurrent(n int) {
 		case <-stopCh:
 			stopping, stopCh = true, nil
 		case batch := <-inCh:
+			batch = r.skipSeen(batch)
 			r.mu.Lock()
 			for _, rec := range batch {
 				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)

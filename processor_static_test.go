@@ -45,11 +45,19 @@ func TestProcessorRollingRestartWithStaticMembership(t *testing.T) {
 	for i, in := range fleet {
 		before[i] = owned(in)
 	}
+	waitFor(t, 10*time.Second, "handlers opened what their instances own", func() bool {
+		for i, h := range handlers {
+			if !h.settled(owned(fleet[i])) {
+				return false
+			}
+		}
+		return true
+	})
 	// Count opens and closes from here on: the initial convergence moves
 	// partitions, the rolling restart must not.
 	for _, h := range handlers {
 		h.mu.Lock()
-		h.opens, h.closes = nil, nil
+		h.opens, h.closes, h.closedParts = nil, nil, nil
 		h.mu.Unlock()
 	}
 	time.Sleep(500 * time.Millisecond)

@@ -19,6 +19,10 @@ type ProcessorStats struct {
 	Failed int64
 	// DeadLettered counts events sent to the dead-letter topic.
 	DeadLettered int64
+	// Redelivered counts records the client fetched again within one
+	// ownership of a partition (offsets already taken), skipped so that
+	// they are not processed twice.
+	Redelivered int64
 	// Rebalances counts assignments received (the first one included).
 	Rebalances int64
 	// HandlerCalls and HandlerTime give the mean handler latency; the
@@ -63,7 +67,9 @@ func (p *Processor) Stats() ProcessorStats {
 		runners = append(runners, r)
 	}
 	p.mu.Unlock()
+	s.Redelivered = p.counters.redelivered.Load()
 	for _, r := range runners {
+		s.Redelivered += r.redelivered.Load()
 		ps := PartitionStats{
 			Partition:     r.tp.Partition,
 			Processed:     r.processed.Load(),

@@ -23,8 +23,31 @@ func TestMain(m *testing.M) {
 type recordingHandler struct {
 	weir.HandlerFunc
 	mu     sync.Mutex
-	opens  map[int32]int
-	closes map[weir.CloseReason]int
+	opens       map[int32]int
+	closes      map[weir.CloseReason]int
+	closedParts map[int32]int
+}
+
+// settled reports whether the handler's opens and closes match the
+// partitions the instance owns (opening runs just after assignment).
+func (h *recordingHandler) settled(owned []int32) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	live := map[int32]bool{}
+	for p, n := range h.opens {
+		if n-h.closedParts[p] == 1 {
+			live[p] = true
+		}
+	}
+	if len(live) != len(owned) {
+		return false
+	}
+	for _, p := range owned {
+		if !live[p] {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *recordingHandler) OpenPartition(_ context.Context, tp weir.TopicPartition) error {
@@ -37,13 +60,14 @@ func (h *recordingHandler) OpenPartition(_ context.Context, tp weir.TopicPartiti
 	return nil
 }
 
-func (h *recordingHandler) ClosePartition(_ context.Context, _ weir.TopicPartition, r weir.CloseReason) {
+func (h *recordingHandler) ClosePartition(_ context.Context, tp weir.TopicPartition, r weir.CloseReason) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closes == nil {
-		h.closes = map[weir.CloseReason]int{}
+		h.closes, h.closedParts = map[weir.CloseReason]int{}, map[int32]int{}
 	}
 	h.closes[r]++
+	h.closedParts[tp.Partition]++
 }
 
 func TestProcessorProcessesEveryEventOnceAndResumesFromCheckpoint(t *testing.T) {
