@@ -125,7 +125,7 @@ func (p *Processor) commitRunnersLocked(ctx context.Context, cl *kgo.Client, run
 				return
 			}
 			for _, t := range resp.Topics {
-				if t.Topic != topic {
+				if t.Topic != topic && t.Topic != "" { // "" when a broker answers by topic ID only
 					continue
 				}
 				for _, rp := range t.Partitions {

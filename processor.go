@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -326,7 +327,7 @@ func (p *Processor) dispatch(ctx context.Context, cl *kgo.Client, fp kgo.FetchTo
 	p.mu.Unlock()
 	if r == nil {
 		if fenced {
-			p.reopenFenced(cl, fp.Partition)
+			p.reopenFenced(ctx, cl, fp.Partition)
 		}
 		return // not ours (any more); the records are fetched again by the owner
 	}
@@ -341,18 +342,56 @@ func (p *Processor) dispatch(ctx context.Context, cl *kgo.Client, fp kgo.FetchTo
 // reopenFenced handles records arriving for a partition whose checkpoint
 // the group rejected but which kgo still holds in a valid session (the
 // group kept it with us across the rejoin): rewind to the group's committed
-// offset and open the partition again. Called from the poll loop while
-// rebalances are blocked, as SetOffsets requires.
-func (p *Processor) reopenFenced(cl *kgo.Client, part int32) {
+// offset (or the start position if nothing was committed) and open the
+// partition again. Called from the poll loop while rebalances are blocked,
+// as SetOffsets requires.
+func (p *Processor) reopenFenced(ctx context.Context, cl *kgo.Client, part int32) {
 	topic := p.cfg.client.topic
-	committed, ok := cl.CommittedOffsets()[topic][part]
-	if !ok || committed.Offset < 0 {
-		return // no known checkpoint to rewind to; wait for the next assignment
+	at, ok := cl.CommittedOffsets()[topic][part]
+	if !ok || at.Offset < 0 {
+		var err error
+		if at, err = p.startOffset(ctx, cl, part); err != nil {
+			p.log.Warn("resolving the start offset of a fenced partition failed; retrying on the next fetch",
+				"partition", part, "err", err)
+			return
+		}
 	}
-	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {part: committed}})
-	p.log.Info("partition owned again after a fenced checkpoint; resuming from the checkpoint",
-		"partition", part, "offset", committed.Offset)
+	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {part: at}})
+	p.log.Info("partition still ours after a fenced checkpoint; resuming from the checkpoint",
+		"partition", part, "offset", at.Offset)
 	p.openPartitions(cl, []int32{part})
+}
+
+// startOffset resolves where a partition without a checkpoint starts.
+func (p *Processor) startOffset(ctx context.Context, cl *kgo.Client, part int32) (kgo.EpochOffset, error) {
+	if o, ok := p.cfg.startOffsets[part]; ok {
+		return kgo.EpochOffset{Epoch: -1, Offset: o}, nil
+	}
+	topic := p.cfg.client.topic
+	adm := kadm.NewClient(cl)
+	var (
+		listed kadm.ListedOffsets
+		err    error
+	)
+	switch p.cfg.start.what {
+	case "latest":
+		listed, err = adm.ListEndOffsets(ctx, topic)
+	case "time":
+		listed, err = adm.ListOffsetsAfterMilli(ctx, p.cfg.start.millis, topic)
+	default:
+		listed, err = adm.ListStartOffsets(ctx, topic)
+	}
+	if err != nil {
+		return kgo.EpochOffset{}, err
+	}
+	lo, ok := listed.Lookup(topic, part)
+	if !ok {
+		return kgo.EpochOffset{}, kerr.UnknownTopicOrPartition
+	}
+	if lo.Err != nil {
+		return kgo.EpochOffset{}, lo.Err
+	}
+	return kgo.EpochOffset{Epoch: -1, Offset: lo.Offset}, nil
 }
 
 // checkTopic asks the brokers whether the topic exists before anything

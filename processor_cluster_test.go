@@ -2,11 +2,14 @@ package weir_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir"
 )
@@ -61,5 +64,86 @@ func TestProcessorSurvivesLeaderMoves(t *testing.T) {
 		moves, len(l.produced), lost, twice, redelivered)
 	if lost != 0 || twice != 0 {
 		t.Fatalf("lost %d, processed twice %d; want 0, 0", lost, twice)
+	}
+}
+
+// TestProcessorRejectedCheckpointClosesWithOwnershipLost makes the group
+// reject two commits as coming from a stale generation (the first commit
+// and a later one). Each rejected partition closes with OwnershipLost; as
+// the group keeps it with this member after the rejoin, it is reopened
+// from the checkpoint, and nothing is lost.
+func TestProcessorRejectedCheckpointClosesWithOwnershipLost(t *testing.T) {
+	c := kfakeCluster(t, kfake.SeedTopics(4, "fenced"))
+	seeds := c.ListenAddrs()
+	var (
+		mu      sync.Mutex
+		commits int
+	)
+	c.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		commits++
+		n := commits
+		mu.Unlock()
+		if n != 1 && n != 4 {
+			return nil, nil, false
+		}
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.IllegalGeneration.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	l := newLedger()
+	prod := startProducer(t, seeds, "fenced", l, 1000)
+	defer prod.stop()
+	h := &recordingHandler{HandlerFunc: l.handler("a")}
+	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("fenced"), weir.Group("fenced"),
+		weir.Logger(quietLogger()), fastGroup(), weir.CheckpointEvery(50, 100*time.Millisecond))
+	waitFor(t, 30*time.Second, "two rejected commits", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return commits > 5
+	})
+	prod.stop()
+	l.waitAllProcessed(t, 30*time.Second)
+	waitFor(t, 10*time.Second, "every partition open and checkpointed to its end", func() bool {
+		if err := in.p.Checkpoint(context.Background()); err != nil {
+			return false
+		}
+		st := in.p.Stats()
+		for _, ps := range st.Partitions {
+			if ps.Committed != ps.HighWatermark {
+				return false
+			}
+		}
+		return len(st.Partitions) == 4
+	})
+	in.stop(t)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closes[weir.OwnershipLost] == 0 {
+		t.Fatalf("no partition closed with OwnershipLost after rejected commits: closes %v", h.closes)
+	}
+	reopened := 0
+	for _, n := range h.opens {
+		reopened += n - 1
+	}
+	lost, twice, _ := l.result()
+	t.Logf("closes %v, reopened %d times; lost %d, processed twice %d (after rejected checkpoints)", h.closes, reopened, lost, twice)
+	if reopened == 0 {
+		t.Fatal("no partition was reopened after its rejected commit")
+	}
+	if lost != 0 {
+		t.Fatalf("lost %d events", lost)
 	}
 }

@@ -56,21 +56,24 @@ func (o processorOpt) applyProcessor(c *processorConfig) { o(c) }
 // StartPosition says where a partition with no checkpoint starts.
 type StartPosition struct {
 	offset kgo.Offset
-	what   string
+	what   string // "earliest", "latest" or "time"
+	millis int64  // for "time"
 }
 
 // StartEarliest starts at the oldest retained event. It is the default.
 func StartEarliest() StartPosition {
-	return StartPosition{kgo.NewOffset().AtStart(), "earliest"}
+	return StartPosition{offset: kgo.NewOffset().AtStart(), what: "earliest"}
 }
 
 // StartLatest starts after the newest event: only events produced from now
 // on are processed.
-func StartLatest() StartPosition { return StartPosition{kgo.NewOffset().AtEnd(), "latest"} }
+func StartLatest() StartPosition {
+	return StartPosition{offset: kgo.NewOffset().AtEnd(), what: "latest"}
+}
 
 // StartAtTime starts at the first event whose timestamp is at or after t.
 func StartAtTime(t time.Time) StartPosition {
-	return StartPosition{kgo.NewOffset().AfterMilli(t.UnixMilli()), "time " + t.UTC().Format(time.RFC3339)}
+	return StartPosition{kgo.NewOffset().AfterMilli(t.UnixMilli()), "time", t.UnixMilli()}
 }
 
 // Group sets the consumer group. Instances with the same group share the
