@@ -62,6 +62,18 @@ func (t *offsetTracker) completed(offset int64) bool {
 	return true
 }
 
+// completedThrough moves the checkpoint to next directly, for a caller
+// that processes strictly in order and so never has events in flight in
+// the tracker (the serial path).
+func (t *offsetTracker) completedThrough(next int64, epoch int32) {
+	if t.inFlight() != 0 {
+		panic("weir: offsetTracker: completedThrough with events in flight")
+	}
+	if next > t.next {
+		t.next, t.epoch = next, epoch
+	}
+}
+
 // compact drops the completed prefix once it is at least half the slice, so
 // that memory stays proportional to the events in flight.
 func (t *offsetTracker) compact() {

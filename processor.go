@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,7 +89,6 @@ type Processor struct {
 	readyOnce    sync.Once
 	commitNow    chan struct{}
 	counters     processorCounters
-	latency      prometheus.Histogram
 
 	// commitMu serializes commits, so that a periodic commit never lands
 	// after (and below) a handoff's final commit. Lock order: commitMu, then
@@ -108,10 +106,13 @@ type Processor struct {
 	wg sync.WaitGroup // partition runners and the committer
 }
 
+// processorCounters are the processor-wide counters. Per-event counts live
+// in each runner (uncontended) and are added here when the runner exits.
 type processorCounters struct {
-	processed, failed, deadLettered, rebalances atomic.Int64
-	redelivered                                 atomic.Int64 // of closed runners
-	handlerCalls, handlerNanos                  atomic.Int64
+	failed, deadLettered, rebalances atomic.Int64
+	// of closed runners:
+	processed, redelivered atomic.Int64
+	latency                latencyHist
 }
 
 // NewProcessor validates the options and returns a Processor. It does not
@@ -129,12 +130,6 @@ func NewProcessor(opts ...ProcessorOpt) (*Processor, error) {
 		log:       cfg.client.logger.With("group", cfg.group, "topic", cfg.client.topic),
 		ready:     make(chan struct{}),
 		commitNow: make(chan struct{}, 1),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:        "weir_processor_handler_seconds",
-			Help:        "Time spent in Handler.ProcessEvent per call.",
-			Buckets:     prometheus.ExponentialBuckets(0.0001, 4, 10),
-			ConstLabels: prometheus.Labels{"group": cfg.group, "topic": cfg.client.topic},
-		}),
 	}
 	p.mu.runners = make(map[int32]*partitionRunner)
 	p.mu.fenced = make(map[int32]bool)

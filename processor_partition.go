@@ -39,10 +39,19 @@ type partitionRunner struct {
 	processed   atomic.Int64
 	redelivered atomic.Int64
 	hwm         atomic.Int64
+	latency     latencyHist
+	halted      atomic.Bool // StopPartition policy hit
 	// next is the offset after the last event taken from the fetches, -1
 	// before the first. Owned by the runner goroutine.
-	next   int64
-	halted atomic.Bool // StopPartition policy hit
+	next int64
+	// done is the serial path's completed prefix not yet published to
+	// mu.tracker: published once per batch and before stopping. Owned by
+	// the runner goroutine.
+	done struct {
+		next  int64
+		epoch int32
+		count int
+	}
 
 	mu struct {
 		sync.Mutex
@@ -94,7 +103,11 @@ func (r *partitionRunner) run() {
 	defer r.p.wg.Done()
 	defer close(r.exited)
 	defer r.cancel()
-	defer func() { r.p.counters.redelivered.Add(r.redelivered.Load()) }()
+	defer func() {
+		r.p.counters.redelivered.Add(r.redelivered.Load())
+		r.p.counters.processed.Add(r.processed.Load())
+		r.latency.addTo(&r.p.counters.latency)
+	}()
 	opened := false
 	if err := r.h.OpenPartition(r.ctx, r.tp); err != nil {
 		if r.ctx.Err() == nil {
@@ -134,7 +147,11 @@ func (r *partitionRunner) discard() {
 	}
 }
 
+// runSerial processes events one at a time in offset order. The completed
+// prefix is simply the last completed event, published to the tracker once
+// per batch and before returning, so that the hot path takes no lock.
 func (r *partitionRunner) runSerial() {
+	defer r.publish()
 	for {
 		select {
 		case <-r.stopCh:
@@ -144,26 +161,43 @@ func (r *partitionRunner) runSerial() {
 				continue
 			}
 			batch = r.skipSeen(batch)
-			r.mu.Lock()
-			for _, rec := range batch {
-				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
-			}
-			r.mu.Unlock()
+			now := time.Now()
 			for _, rec := range batch {
 				if r.stopping() {
 					return // the rest stays unprocessed and uncommitted
 				}
-				switch r.process(rec) {
+				var out outcome
+				out, now = r.process(rec, now)
+				switch out {
 				case outcomeCompleted:
-					r.complete(rec)
+					r.done.next, r.done.epoch = rec.Offset+1, rec.LeaderEpoch
+					r.done.count++
 				case outcomeHalted:
+					r.publish()
 					r.discard()
 					return
 				case outcomeCanceled:
 					return
 				}
 			}
+			r.publish()
 		}
+	}
+}
+
+// publish moves the serial path's completed prefix into the tracker.
+func (r *partitionRunner) publish() {
+	if r.done.count == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.mu.tracker.completedThrough(r.done.next, r.done.epoch)
+	r.mu.sinceCommit += r.done.count
+	due := r.mu.sinceCommit >= r.p.cfg.checkpointN
+	r.mu.Unlock()
+	r.done.count = 0
+	if due {
+		r.p.requestCommit()
 	}
 }
 
@@ -207,7 +241,8 @@ func (r *partitionRunner) runConcurrent(n int) {
 		go func() {
 			defer workers.Done()
 			for rec := range work {
-				results <- workResult{rec, r.process(rec)}
+				out, _ := r.process(rec, time.Now())
+				results <- workResult{rec, out}
 			}
 		}()
 	}
@@ -266,8 +301,10 @@ func (r *partitionRunner) runConcurrent(n int) {
 }
 
 // process runs the handler for one event with retries, then applies the
-// failure policy. It never skips an event silently.
-func (r *partitionRunner) process(rec *kgo.Record) outcome {
+// failure policy. It never skips an event silently. start is the time the
+// first attempt begins (the serial path chains the previous event's end, so
+// the clock is read once per event); process returns when it ended.
+func (r *partitionRunner) process(rec *kgo.Record, start time.Time) (outcome, time.Time) {
 	p := r.p
 	c := &p.cfg
 	backoff := c.backoffMin
@@ -275,33 +312,33 @@ func (r *partitionRunner) process(rec *kgo.Record) outcome {
 	attempt := 0
 	for {
 		attempt++
-		start := time.Now()
 		err = r.h.ProcessEvent(r.ctx, rec)
-		took := time.Since(start)
-		p.counters.handlerCalls.Add(1)
-		p.counters.handlerNanos.Add(int64(took))
-		p.latency.Observe(took.Seconds())
+		end := time.Now()
+		r.latency.observe(end.Sub(start))
 		if err == nil {
 			r.processed.Add(1)
-			p.counters.processed.Add(1)
-			return outcomeCompleted
+			return outcomeCompleted, end
 		}
 		if r.ctx.Err() != nil {
-			return outcomeCanceled
+			return outcomeCanceled, end
 		}
 		p.counters.failed.Add(1)
 		if attempt >= c.maxAttempts {
 			break
 		}
 		if !sleepCtx(r.ctx, backoff) {
-			return outcomeCanceled
+			return outcomeCanceled, time.Now()
 		}
 		backoff = min(2*backoff, c.backoffMax)
+		start = time.Now()
 	}
+	var out outcome
 	if c.onFailure == DeadLetter {
-		return r.deadLetter(rec, err, attempt)
+		out = r.deadLetter(rec, err, attempt)
+	} else {
+		out = r.halt(rec, err, attempt)
 	}
-	return r.halt(rec, err, attempt)
+	return out, time.Now()
 }
 
 // halt stops the partition at rec (StopPartition policy): rec is never

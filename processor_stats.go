@@ -3,6 +3,7 @@ package weir
 import (
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,14 +54,20 @@ type PartitionStats struct {
 
 // Stats returns a snapshot of the counters and the owned partitions.
 func (p *Processor) Stats() ProcessorStats {
+	s, _ := p.stats()
+	return s
+}
+
+// stats returns the snapshot and the handler latency histogram's counts.
+func (p *Processor) stats() (ProcessorStats, latencyCounts) {
 	s := ProcessorStats{
 		Processed:    p.counters.processed.Load(),
 		Failed:       p.counters.failed.Load(),
 		DeadLettered: p.counters.deadLettered.Load(),
 		Rebalances:   p.counters.rebalances.Load(),
-		HandlerCalls: p.counters.handlerCalls.Load(),
-		HandlerTime:  time.Duration(p.counters.handlerNanos.Load()),
 	}
+	var lat latencyCounts
+	p.counters.latency.addToCounts(&lat)
 	p.mu.Lock()
 	runners := make([]*partitionRunner, 0, len(p.mu.runners))
 	for _, r := range p.mu.runners {
@@ -70,6 +77,8 @@ func (p *Processor) Stats() ProcessorStats {
 	s.Redelivered = p.counters.redelivered.Load()
 	for _, r := range runners {
 		s.Redelivered += r.redelivered.Load()
+		s.Processed += r.processed.Load()
+		r.latency.addToCounts(&lat)
 		ps := PartitionStats{
 			Partition:     r.tp.Partition,
 			Processed:     r.processed.Load(),
@@ -87,7 +96,54 @@ func (p *Processor) Stats() ProcessorStats {
 		s.Partitions = append(s.Partitions, ps)
 	}
 	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int { return int(a.Partition - b.Partition) })
-	return s
+	for _, n := range lat.counts {
+		s.HandlerCalls += int64(n)
+	}
+	s.HandlerTime = time.Duration(lat.sumNanos)
+	return s, lat
+}
+
+// latencyBounds are the handler latency histogram's upper bounds.
+var latencyBounds = [...]time.Duration{
+	100 * time.Microsecond, 400 * time.Microsecond, 1600 * time.Microsecond, 6400 * time.Microsecond,
+	25600 * time.Microsecond, 102400 * time.Microsecond, 409600 * time.Microsecond,
+	1638400 * time.Microsecond, 6553600 * time.Microsecond, 26214400 * time.Microsecond,
+}
+
+// latencyHist is a handler latency histogram cheap enough for every event:
+// each runner has its own (uncontended atomics), merged into the
+// processor's when the runner exits.
+type latencyHist struct {
+	counts   [len(latencyBounds) + 1]atomic.Uint64 // last: above every bound
+	sumNanos atomic.Int64
+}
+
+type latencyCounts struct {
+	counts   [len(latencyBounds) + 1]uint64
+	sumNanos int64
+}
+
+func (h *latencyHist) observe(d time.Duration) {
+	i := 0
+	for i < len(latencyBounds) && d > latencyBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNanos.Add(int64(d))
+}
+
+func (h *latencyHist) addTo(dst *latencyHist) {
+	for i := range h.counts {
+		dst.counts[i].Add(h.counts[i].Load())
+	}
+	dst.sumNanos.Add(h.sumNanos.Load())
+}
+
+func (h *latencyHist) addToCounts(dst *latencyCounts) {
+	for i := range h.counts {
+		dst.counts[i] += h.counts[i].Load()
+	}
+	dst.sumNanos += h.sumNanos.Load()
 }
 
 // Collector returns Prometheus collectors for the processor's metrics, all
@@ -110,23 +166,23 @@ func (p *Processor) Collector() prometheus.Collector {
 		deadLettered: d("weir_processor_events_dead_lettered_total", "Events sent to the dead-letter topic."),
 		rebalances:   d("weir_processor_rebalances_total", "Assignments received from the group."),
 		lag:          d("weir_processor_partition_lag", "High watermark minus the checkpoint, per owned partition.", "partition"),
+		latency:      d("weir_processor_handler_seconds", "Time spent in Handler.ProcessEvent per call."),
 	}
 }
 
 type processorCollector struct {
-	p                                                       *Processor
-	owned, processed, failed, deadLettered, rebalances, lag *prometheus.Desc
+	p                                                                *Processor
+	owned, processed, failed, deadLettered, rebalances, lag, latency *prometheus.Desc
 }
 
 func (c *processorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.owned, c.processed, c.failed, c.deadLettered, c.rebalances, c.lag} {
+	for _, d := range []*prometheus.Desc{c.owned, c.processed, c.failed, c.deadLettered, c.rebalances, c.lag, c.latency} {
 		ch <- d
 	}
-	c.p.latency.Describe(ch)
 }
 
 func (c *processorCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.p.Stats()
+	s, lat := c.p.stats()
 	ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, float64(len(s.Partitions)))
 	ch <- prometheus.MustNewConstMetric(c.processed, prometheus.CounterValue, float64(s.Processed))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed))
@@ -137,5 +193,11 @@ func (c *processorCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(ps.Lag), strconv.Itoa(int(ps.Partition)))
 		}
 	}
-	c.p.latency.Collect(ch)
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	var cum uint64
+	for i, b := range latencyBounds {
+		cum += lat.counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.latency, uint64(s.HandlerCalls), time.Duration(lat.sumNanos).Seconds(), buckets)
 }

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 // recordingHandler records opens and closes with their reasons.
 type recordingHandler struct {
 	weir.HandlerFunc
-	mu     sync.Mutex
+	mu          sync.Mutex
 	opens       map[int32]int
 	closes      map[weir.CloseReason]int
 	closedParts map[int32]int
