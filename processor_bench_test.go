@@ -3,7 +3,6 @@ package weir_test
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,21 +85,16 @@ func bareConsume(b *testing.B, seeds []string, group string, events int) time.Du
 }
 
 func processorConsume(b *testing.B, seeds []string, group string, events int) time.Duration {
-	var n atomic.Int64
-	done := make(chan struct{})
-	h := weir.HandlerFunc(func(context.Context, *kgo.Record) error {
-		if n.Add(1) == int64(events) {
-			close(done)
-		}
-		return nil
-	})
+	noop := weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
 	start := time.Now()
-	in := startInstance(b, group, h, weir.Brokers(seeds...), weir.Topic("tput"), weir.Group(group),
+	in := startInstance(b, group, noop, weir.Brokers(seeds...), weir.Topic("tput"), weir.Group(group),
 		weir.Logger(quietLogger()), weir.KgoOpts(kgo.FetchMaxWait(200*time.Millisecond)))
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("processed %d of %d events in 5 minutes", n.Load(), events)
+	deadline := time.Now().Add(5 * time.Minute)
+	for in.p.Stats().Processed < int64(events) {
+		if time.Now().After(deadline) {
+			b.Fatalf("processed %d of %d events in 5 minutes", in.p.Stats().Processed, events)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	took := time.Since(start)
 	in.stop(b)
