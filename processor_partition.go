@@ -44,6 +44,11 @@ type partitionRunner struct {
 	// next is the offset after the last event taken from the fetches, -1
 	// before the first. Owned by the runner goroutine.
 	next int64
+	// seq counts events and fast says the last timed handler call was
+	// quick, for latency sampling (see process). Owned by the runner
+	// goroutine, serial path only.
+	seq  uint64
+	fast bool
 	// done is the serial path's completed prefix not yet published to
 	// mu.tracker: published once per batch and before stopping. Owned by
 	// the runner goroutine.
@@ -161,13 +166,19 @@ func (r *partitionRunner) runSerial() {
 				continue
 			}
 			batch = r.skipSeen(batch)
-			now := time.Now()
 			for _, rec := range batch {
 				if r.stopping() {
 					return // the rest stays unprocessed and uncommitted
 				}
-				var out outcome
-				out, now = r.process(rec, now)
+				r.seq++
+				timed, weight := true, uint64(1)
+				if r.fast {
+					timed, weight = r.seq%sampleEvery == 0, sampleEvery
+				}
+				out, took := r.process(rec, timed, weight)
+				if timed {
+					r.fast = took < fastHandler
+				}
 				switch out {
 				case outcomeCompleted:
 					r.done.next, r.done.epoch = rec.Offset+1, rec.LeaderEpoch
@@ -241,7 +252,7 @@ func (r *partitionRunner) runConcurrent(n int) {
 		go func() {
 			defer workers.Done()
 			for rec := range work {
-				out, _ := r.process(rec, time.Now())
+				out, _ := r.process(rec, true, 1)
 				results <- workResult{rec, out}
 			}
 		}()
@@ -301,45 +312,62 @@ func (r *partitionRunner) runConcurrent(n int) {
 }
 
 // process runs the handler for one event with retries, then applies the
-// failure policy. It never skips an event silently. start is the time the
-// first attempt begins (the serial path chains the previous event's end, so
-// the clock is read once per event); process returns when it ended.
-func (r *partitionRunner) process(rec *kgo.Record, start time.Time) (outcome, time.Time) {
+// failure policy. It never skips an event silently.
+//
+// Handler latency: a timed call reads the clock twice and counts weight
+// calls in the histogram. The serial path times every call while the
+// handler is slower than fastHandler, and one call in sampleEvery (with
+// that weight) while it is faster, so that a no-op handler does not pay
+// for the clock; the estimate of count and sum stays unbiased. process
+// returns the last measured duration (0 if untimed).
+func (r *partitionRunner) process(rec *kgo.Record, timed bool, weight uint64) (outcome, time.Duration) {
 	p := r.p
 	c := &p.cfg
 	backoff := c.backoffMin
-	var err error
+	var (
+		err   error
+		took  time.Duration
+		start time.Time
+	)
 	attempt := 0
 	for {
 		attempt++
+		if timed {
+			start = time.Now()
+		}
 		err = r.h.ProcessEvent(r.ctx, rec)
-		end := time.Now()
-		r.latency.observe(end.Sub(start))
+		if timed {
+			took = time.Since(start)
+			r.latency.observe(took, weight)
+		}
 		if err == nil {
 			r.processed.Add(1)
-			return outcomeCompleted, end
+			return outcomeCompleted, took
 		}
 		if r.ctx.Err() != nil {
-			return outcomeCanceled, end
+			return outcomeCanceled, took
 		}
 		p.counters.failed.Add(1)
 		if attempt >= c.maxAttempts {
 			break
 		}
 		if !sleepCtx(r.ctx, backoff) {
-			return outcomeCanceled, time.Now()
+			return outcomeCanceled, took
 		}
 		backoff = min(2*backoff, c.backoffMax)
-		start = time.Now()
+		timed, weight = true, 1 // a retrying handler is slow anyway
 	}
-	var out outcome
 	if c.onFailure == DeadLetter {
-		out = r.deadLetter(rec, err, attempt)
-	} else {
-		out = r.halt(rec, err, attempt)
+		return r.deadLetter(rec, err, attempt), took
 	}
-	return out, time.Now()
+	return r.halt(rec, err, attempt), took
 }
+
+// Handler latency sampling on the serial path: see process.
+const (
+	fastHandler = 20 * time.Microsecond
+	sampleEvery = 16
+)
 
 // halt stops the partition at rec (StopPartition policy): rec is never
 // checkpointed past, and fetching the partition pauses until it is assigned
