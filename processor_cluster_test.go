@@ -2,6 +2,7 @@ package weir_test
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +144,66 @@ func TestProcessorRejectedCheckpointClosesWithOwnershipLost(t *testing.T) {
 	if reopened == 0 {
 		t.Fatal("no partition was reopened after its rejected commit")
 	}
+	if lost != 0 {
+		t.Fatalf("lost %d events", lost)
+	}
+}
+
+// TestProcessorSurvivesBrokerRestart stops the (kfake) broker mid-run and
+// starts it again on the same port and data directory: Run never returns,
+// processing resumes from the checkpoint, and nothing is lost.
+func TestProcessorSurvivesBrokerRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, "restart")}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := c.ListenAddrs()
+	l := newLedger()
+	prod := startProducer(t, seeds, "restart", l, 500)
+	defer prod.stop()
+	in := startInstance(t, "a", l.handler("a"), weir.Brokers(seeds...), weir.Topic("restart"), weir.Group("restart"),
+		weir.Logger(quietLogger()), fastGroup(), weir.CheckpointEvery(50, 100*time.Millisecond))
+	<-in.p.Ready()
+	time.Sleep(time.Second)
+	c.Close()
+	t.Log("broker stopped")
+	select {
+	case err := <-in.done:
+		t.Fatalf("Run returned %v while the broker was down", err)
+	case <-time.After(2 * time.Second):
+	}
+	c, err = kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Log("broker restarted")
+	l.mu.Lock()
+	before := len(l.produced)
+	l.mu.Unlock()
+	waitFor(t, 30*time.Second, "events produced after the restart", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.produced) > before+200
+	})
+	prod.stop()
+	l.waitAllProcessed(t, 60*time.Second)
+	select {
+	case err := <-in.done:
+		t.Fatalf("Run returned %v after the broker restart", err)
+	default:
+	}
+	in.stop(t)
+	lost, twice, _ := l.result()
+	t.Logf("produced %d (acknowledged, %d before the restart): lost %d, processed twice %d", len(l.produced), before, lost, twice)
 	if lost != 0 {
 		t.Fatalf("lost %d events", lost)
 	}
