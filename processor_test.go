@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhq/weir"
@@ -97,6 +99,7 @@ func TestProcessorProcessesEveryEventOnceAndResumesFromCheckpoint(t *testing.T) 
 	if err := in.p.Checkpoint(context.Background()); err != nil {
 		t.Fatalf("Checkpoint: %v", err)
 	}
+	checkMetrics(t, in.p, 4000, 8)
 	in.stop(t)
 	if h.closes[weir.Shutdown] != 8 || len(h.opens) != 8 {
 		t.Fatalf("opens %v, closes %v; want 8 partitions opened and closed with Shutdown", h.opens, h.closes)
@@ -153,4 +156,53 @@ func TestProcessorOptionsValidate(t *testing.T) {
 	if _, err := weir.NewProcessor(base...); err != nil {
 		t.Fatalf("valid options: %v", err)
 	}
+}
+
+// checkMetrics scrapes the processor's Prometheus collector as a registry
+// would and checks what it reports.
+func checkMetrics(t *testing.T, p *weir.Processor, processed, partitions int) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(p.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf
+	}
+	value := func(name string) float64 {
+		mf := got[name]
+		if mf == nil || len(mf.Metric) == 0 {
+			t.Fatalf("metric %s missing", name)
+		}
+		m := mf.Metric[0]
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+		return 0
+	}
+	if v := value("weir_processor_events_processed_total"); v != float64(processed) {
+		t.Errorf("processed_total = %v, want %d", v, processed)
+	}
+	if v := value("weir_processor_owned_partitions"); v != float64(partitions) {
+		t.Errorf("owned_partitions = %v, want %d", v, partitions)
+	}
+	if v := value("weir_processor_handler_seconds"); v <= 0 {
+		t.Errorf("handler_seconds count = %v, want > 0", v)
+	}
+	if n := len(got["weir_processor_partition_lag"].GetMetric()); n != partitions {
+		t.Errorf("partition_lag has %d series, want %d", n, partitions)
+	}
+	value("weir_processor_rebalances_total")
+	value("weir_processor_handler_failures_total")
+	value("weir_processor_events_dead_lettered_total")
 }
