@@ -161,6 +161,10 @@ func (c *clientConfig) validate() error {
 	return nil
 }
 
+// usesSASL reports whether the client logs in with SASL. Call it after
+// validate.
+func (c *clientConfig) usesSASL() bool { return c.conn != nil || c.saslUser != "" }
+
 // kgoClientOpts returns the franz-go options for the shared settings. Call
 // it after validate.
 func (c *clientConfig) kgoClientOpts() []kgo.Opt {

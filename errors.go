@@ -30,6 +30,16 @@ var (
 	// ErrEventTooLarge means an event can never be stored: it is larger than
 	// the topic's max.message.bytes.
 	ErrEventTooLarge = errors.New("weir: event too large")
+	// ErrBufferFull means a non-blocking send found the producer's buffer
+	// full (see NonBlocking). The event was not sent; try again later.
+	ErrBufferFull = errors.New("weir: producer buffer full")
+	// ErrDeliveryTimeout means an event was not acknowledged within the
+	// producer's DeliveryTimeout, or ran out of MaxRetries. It may still have
+	// been stored if its last try was answered too late.
+	ErrDeliveryTimeout = errors.New("weir: delivery timed out")
+	// ErrInvalidEvent means an event was rejected before it was sent: both
+	// a key and a partition set, or a partition that does not exist.
+	ErrInvalidEvent = errors.New("weir: invalid event")
 )
 
 // Error is a fatal error: retrying cannot help. Kind is one of the

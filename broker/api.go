@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weirhq/weir/quota"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -41,6 +43,38 @@ type Config struct {
 	// factor 1 with one warning log per topic.
 	StrictReplicationFactor bool
 
+	// Consumer groups (group/). Zero values take the defaults of
+	// group.Config.
+	//
+	// GroupInitialRebalanceDelay is how long the first rebalance of an
+	// empty group waits for more members, extended by as much again for
+	// each member that joins meanwhile (Kafka's
+	// group.initial.rebalance.delay.ms). Default 300 ms (Kafka: 3 s): a
+	// fleet started together still rebalances once, and a lone consumer
+	// is not kept waiting. Negative means no delay.
+	GroupInitialRebalanceDelay time.Duration
+	// OffsetsRetention is how long the committed offsets of a group that
+	// has no members are kept (Kafka's offsets.retention.minutes).
+	// Default 7 days.
+	OffsetsRetention time.Duration
+	// RequireGroupCreate refuses JoinGroup, SyncGroup and OffsetCommit for
+	// groups not created beforehand (`weir group create`, or an
+	// IncrementalAlterConfigs on a GROUP resource) with
+	// GROUP_AUTHORIZATION_FAILED, so a typo in a group name fails fast
+	// instead of silently starting from scratch. Default false.
+	RequireGroupCreate bool
+	// GroupMaxSize bounds the members of one group
+	// (GROUP_MAX_SIZE_REACHED beyond). Default 1000.
+	GroupMaxSize int
+	// MaxGroups bounds the groups kept; empty groups without offsets are
+	// dropped first. Default 100,000.
+	MaxGroups int
+	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound the session
+	// timeout members ask for (Kafka's group.min/max.session.timeout.ms).
+	// Defaults 6 s and 30 min.
+	GroupMinSessionTimeout time.Duration
+	GroupMaxSessionTimeout time.Duration
+
 	// MaxRequestBytes is the largest request frame accepted; a larger one
 	// closes the connection. Default 100 MiB.
 	MaxRequestBytes int32
@@ -50,6 +84,18 @@ type Config struct {
 	SyncInterval time.Duration       // default 1s (SyncInterval policy)
 	Defaults     storage.TopicConfig // topic defaults; zero fields take Kafka's
 	FS           storage.FS          // default storage.OSFS (tests inject faults)
+
+	// Quota sets throughput units: broker-wide TUs (0, the default, is
+	// unlimited), per-topic caps and auto-inflate; see package quota and
+	// docs/QUOTAS.md. Settings changed at runtime (weir tu set, or
+	// IncrementalAlterConfigs on the broker) are kept in DataDir and
+	// override these, as Kafka's dynamic broker configs do.
+	Quota quota.Config
+
+	// Metrics is the Prometheus registry the broker registers its metrics
+	// on (docs/METRICS.md). Default: a new registry of the broker's own.
+	// Broker.MetricsHandler serves it.
+	Metrics *prometheus.Registry
 
 	Logger *slog.Logger // default slog.Default()
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -81,7 +83,46 @@ func (c *Config) Validate() error {
 	if c.SyncInterval < 0 {
 		return &ConfigError{"SyncInterval", "must be >= 0"}
 	}
+	if err := c.Quota.Validate(); err != nil {
+		return &ConfigError{"Quota", err.Error()}
+	}
+	gc := c.groupConfig()
+	if err := gc.Validate(); err != nil {
+		var ce *group.ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{groupField(ce.Field), ce.Reason}
+		}
+		return &ConfigError{"Group", err.Error()}
+	}
 	return nil
+}
+
+// groupConfig is the group coordinator's share of c.
+func (c *Config) groupConfig() group.Config {
+	return group.Config{
+		InitialRebalanceDelay: c.GroupInitialRebalanceDelay,
+		OffsetsRetention:      c.OffsetsRetention,
+		MinSessionTimeout:     c.GroupMinSessionTimeout,
+		MaxSessionTimeout:     c.GroupMaxSessionTimeout,
+		MaxGroupSize:          c.GroupMaxSize,
+		MaxGroups:             c.MaxGroups,
+		RequireCreate:         c.RequireGroupCreate,
+	}
+}
+
+// groupField names the Config field behind a group.Config field.
+func groupField(f string) string {
+	switch f {
+	case "InitialRebalanceDelay":
+		return "GroupInitialRebalanceDelay"
+	case "MinSessionTimeout":
+		return "GroupMinSessionTimeout"
+	case "MaxSessionTimeout":
+		return "GroupMaxSessionTimeout"
+	case "MaxGroupSize":
+		return "GroupMaxSize"
+	}
+	return f
 }
 
 // withDefaults returns a copy of c with every zero field set to its default.
@@ -104,6 +145,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
 	return c
 }
 
@@ -117,6 +161,9 @@ type Broker struct {
 	advHost   string
 	advPort   int32
 	producers *producerIDs
+	quota     *throughput // throughput units
+	metrics   *metrics
+	groups    *group.Coordinator
 
 	ctx    context.Context // cancelled by Close; parent of every connection's context
 	cancel context.CancelFunc
@@ -153,6 +200,11 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := &Broker{cfg: cfg, logger: cfg.Logger, clusterID: clusterID, producers: producers}
+	b.metrics = newMetrics(b, cfg.Metrics)
+	if b.quota, err = openThroughput(cfg, cfg.Logger, b.metrics); err != nil {
+		return nil, err
+	}
 	lg, err := storage.Open(storage.Options{
 		Dir:          cfg.DataDir,
 		FS:           cfg.FS,
@@ -164,8 +216,23 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	gcfg := cfg.groupConfig()
+	gcfg.PartitionExists = func(topic string, partition int32) bool {
+		t, ok := lg.Topic(topic)
+		if !ok {
+			return false
+		}
+		_, ok = t.Partition(partition)
+		return ok
+	}
+	groups, err := group.Open(gcfg, cfg.FS, cfg.DataDir, cfg.Logger)
+	if err != nil {
+		lg.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		groups.Close()
 		lg.Close()
 		return nil, fmt.Errorf("weir: listen: %w", err)
 	}
@@ -176,19 +243,11 @@ func Start(cfg Config) (*Broker, error) {
 	hp, err := splitHostPort(adv)
 	if err != nil {
 		ln.Close()
+		groups.Close()
 		lg.Close()
 		return nil, &ConfigError{"AdvertisedAddr", err.Error()}
 	}
-	b := &Broker{
-		cfg:       cfg,
-		logger:    cfg.Logger,
-		log:       lg,
-		ln:        ln,
-		clusterID: clusterID,
-		advHost:   hp.host,
-		advPort:   hp.port,
-		producers: producers,
-	}
+	b.log, b.ln, b.advHost, b.advPort, b.groups = lg, ln, hp.host, hp.port, groups
 	b.mu.conns = make(map[*conn]struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
@@ -220,6 +279,9 @@ func (b *Broker) Close() error {
 		}
 		b.mu.Unlock()
 		b.wg.Wait()
+		if gerr := b.groups.Close(); gerr != nil {
+			b.logger.Error("weir: close group coordinator", "err", gerr)
+		}
 		if lerr := b.log.Close(); lerr != nil {
 			err = lerr
 		} else if errors.Is(err, net.ErrClosed) {

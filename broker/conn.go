@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -33,11 +35,17 @@ type conn struct {
 
 	queue      chan pending  // reader -> writer, closed by the reader when it stops
 	writerDone chan struct{} // closed when writeLoop returns
+
+	// holdUntil (unix nanoseconds) is when the reader may read the next
+	// request: throughput-unit throttling (KIP-219). Set by either goroutine.
+	holdUntil atomic.Int64
 }
 
 // pending is a parsed request waiting for its response to be written.
 type pending struct {
 	corr  int32
+	key   int16     // API key, for latency metrics
+	start time.Time // when the request was read
 	reply reply
 }
 
@@ -51,6 +59,9 @@ type reply struct {
 	// hangUp closes the connection once earlier responses are written
 	// (how Kafka tells an acks=0 producer that a produce failed).
 	hangUp bool
+	// throttle holds back the connection's next reads (throughput units).
+	// A deferred step may instead put it in its response's throttle_time_ms.
+	throttle time.Duration
 }
 
 func now(resp kmsg.Response) reply { return reply{resp: resp} }
@@ -66,7 +77,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.logger = b.logger.With("remote", c.remote)
-	c.ctx, c.cancel = context.WithCancel(b.ctx)
+	c.ctx, c.cancel = context.WithCancel(context.WithValue(b.ctx, remoteKey{}, c.remote))
 	return c
 }
 
@@ -120,12 +131,15 @@ func (c *conn) readLoop() {
 			c.debugClose("read", err)
 			return
 		}
+		start := time.Now()
 		p, err := c.b.handleFrame(c.ctx, frame)
 		if err != nil {
 			c.logger.Debug("weir: bad request", "err", err)
 			c.nc.Close()
 			return
 		}
+		p.start = start
+		c.holdReads(p.reply.throttle)
 		select {
 		case c.queue <- p:
 		case <-c.writerDone:
@@ -156,7 +170,30 @@ func readFrame(r io.Reader, n int) ([]byte, error) {
 // request can be delayed (throughput-unit throttling). It returns false if
 // the connection is closing.
 func (c *conn) waitBeforeRead() bool {
+	if d := time.Until(time.Unix(0, c.holdUntil.Load())); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
 	return c.ctx.Err() == nil
+}
+
+// holdReads makes the reader wait d before reading the next request (or
+// longer, if an earlier hold ends later).
+func (c *conn) holdReads(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d).UnixNano()
+	for {
+		old := c.holdUntil.Load()
+		if old >= until || c.holdUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
 }
 
 // writeLoop writes responses in request order, running deferred steps first.
@@ -184,10 +221,15 @@ func (c *conn) writeLoop() {
 		resp := p.reply.resp
 		if p.reply.later != nil {
 			resp = p.reply.later(c.ctx)
+			if tr, ok := resp.(kmsg.ThrottleResponse); ok && p.reply.throttle == 0 {
+				ms, _ := tr.Throttle() // a fetch over its throughput units
+				c.holdReads(time.Duration(ms) * time.Millisecond)
+			}
 		}
 		if resp == nil {
 			continue
 		}
+		c.b.metrics.observeLatency(p.key, time.Since(p.start))
 		buf = appendResponse(buf[:0], p.corr, resp)
 		if _, err := w.Write(buf); err != nil {
 			c.debugClose("write", err)

@@ -48,6 +48,7 @@ func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.Dele
 		err := b.log.DeleteTopic(name)
 		if err == nil {
 			b.logger.Info("weir: deleted topic", "topic", name)
+			b.metrics.forgetTopic(name)
 		} else if !validTopicName(name) {
 			err = storage.ErrInvalidTopic
 		}

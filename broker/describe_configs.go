@@ -32,7 +32,7 @@ func (b *Broker) handleDescribeConfigs(_ context.Context, _ *header, req *kmsg.D
 				sr.ErrorMessage = ptr("unknown broker " + rr.ResourceName)
 				break
 			}
-			entries = b.brokerConfigEntries()
+			entries = append(b.brokerConfigEntries(), b.quota.configEntries()...)
 		default:
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = ptr("unsupported resource type " + rr.ResourceType.String())

@@ -50,6 +50,15 @@ func buildAPITable() map[int16]api {
 		{1, 4, 12, on((*Broker).handleFetch)},
 		{2, 1, 8, on((*Broker).handleListOffsets)},
 		{3, 0, 12, on((*Broker).handleMetadata)},
+		{8, 0, 8, on((*Broker).handleOffsetCommit)},
+		{9, 0, 8, on((*Broker).handleOffsetFetch)},
+		{10, 0, 4, on((*Broker).handleFindCoordinator)},
+		{11, 0, 9, on((*Broker).handleJoinGroup)},
+		{12, 0, 4, on((*Broker).handleHeartbeat)},
+		{13, 0, 5, on((*Broker).handleLeaveGroup)},
+		{14, 0, 5, on((*Broker).handleSyncGroup)},
+		{15, 0, 5, on((*Broker).handleDescribeGroups)},
+		{16, 0, 5, on((*Broker).handleListGroups)},
 		{18, 0, 4, on((*Broker).handleApiVersions)},
 		{19, 0, 7, on((*Broker).handleCreateTopics)},
 		{20, 0, 6, on((*Broker).handleDeleteTopics)},
@@ -58,7 +67,9 @@ func buildAPITable() map[int16]api {
 		{32, 0, 4, on((*Broker).handleDescribeConfigs)},
 		{33, 0, 2, on((*Broker).handleAlterConfigs)},
 		{37, 0, 3, on((*Broker).handleCreatePartitions)},
+		{42, 0, 2, on((*Broker).handleDeleteGroups)},
 		{44, 0, 1, on((*Broker).handleIncrementalAlterConfigs)},
+		{47, 0, 0, on((*Broker).handleOffsetDelete)},
 		{60, 0, 1, on((*Broker).handleDescribeCluster)},
 	}
 	m := make(map[int16]api, len(list))
@@ -118,7 +129,7 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 			resp.Version = 0
 			resp.ErrorCode = errUnsupportedVersion
 			resp.ApiKeys = supportedAPIs()
-			return pending{corr: h.corr, reply: now(resp)}, nil
+			return pending{corr: h.corr, key: h.key, reply: now(resp)}, nil
 		}
 		return pending{}, &frameError{Reason: "unsupported version", Key: h.key, Ver: h.version}
 	}
@@ -135,5 +146,5 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 	if err := req.ReadFrom(body); err != nil {
 		return pending{}, &frameError{Reason: "bad request body", Key: h.key, Ver: h.version, Err: err}
 	}
-	return pending{corr: h.corr, reply: a.handle(b, ctx, &h, req)}, nil
+	return pending{corr: h.corr, key: h.key, reply: a.handle(b, ctx, &h, req)}, nil
 }

@@ -18,7 +18,11 @@ import (
 // response's session id is 0, which tells clients to keep sending full
 // requests.
 func (b *Broker) handleFetch(_ context.Context, _ *header, req *kmsg.FetchRequest) reply {
-	return deferred(func(ctx context.Context) kmsg.Response { return b.fetch(ctx, req) })
+	return deferred(func(ctx context.Context) kmsg.Response {
+		resp := b.fetch(ctx, req)
+		b.fetched(resp)
+		return resp
+	})
 }
 
 var noRecords = []byte{}
@@ -32,7 +36,7 @@ type fetchPart struct {
 	out    *kmsg.FetchResponseTopicPartition
 }
 
-func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.Version >= 7 {
 		switch {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weirhq/weir/storage"
 )
@@ -13,11 +14,27 @@ import (
 // handleIncrementalAlterConfigs applies SET and DELETE to topic configs.
 // APPEND and SUBTRACT work on list configs (cleanup.policy) only; on other
 // keys they are INVALID_REQUEST.
-func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
+//
+// On a GROUP resource (type 32, as Kafka 4 group configs) it creates the
+// group, durably, if it does not exist: that is `weir group create`, and
+// what RequireGroupCreate asks for. No group config keys are supported.
+func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeBroker:
+			// Throughput units are the broker's dynamic configs (quota.go).
+			code, err := b.alterQuotaConfigs(rr.ResourceName, rr.Configs, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		case configResourceTypeGroup:
+			sr.ErrorCode, sr.ErrorMessage = b.createGroup(ctx, rr.ResourceName, len(rr.Configs), req.ValidateOnly)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		code, err := b.alterTopicConfig(rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(t *storage.Topic) (map[string]string, []string, error) {
 			return incrementalChanges(t, rr.Configs)
 		})
@@ -25,6 +42,29 @@ func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return now(resp)
+}
+
+// configResourceTypeGroup is Kafka 4's GROUP config resource type.
+const configResourceTypeGroup kmsg.ConfigResourceType = 32
+
+// createGroup creates a group for IncrementalAlterConfigs. It waits for the
+// coordinator's fsync in the reader goroutine; creating groups is rare.
+func (b *Broker) createGroup(ctx context.Context, name string, configs int, validateOnly bool) (int16, *string) {
+	switch {
+	case name == "":
+		return kerr.InvalidGroupID.Code, ptr("weir: empty group id")
+	case configs > 0:
+		return kerr.InvalidConfig.Code, ptr("weir: group configs are not supported; altering a GROUP resource only creates the group")
+	case validateOnly:
+		return 0, nil
+	}
+	if err := b.groups.CreateGroup(ctx, name); err != nil {
+		if ke, ok := err.(*kerr.Error); ok {
+			return ke.Code, ptr(err.Error())
+		}
+		return errorCode(err), errorMessage(err)
+	}
+	return 0, nil
 }
 
 // incrementalChanges turns incremental operations into keys to set and

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/quota"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -29,6 +30,7 @@ func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRe
 		rp   *kmsg.ProduceResponseTopicPartition
 	}
 	var waits []durable
+	var throttle time.Duration // throughput units: the largest of the topics'
 	failed := false
 	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	resp.Topics = make([]kmsg.ProduceResponseTopic, 0, len(req.Topics))
@@ -43,6 +45,7 @@ func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRe
 		if acksOK && req.TransactionID == nil {
 			t, terr = b.topic(rt.Topic, true)
 		}
+		var inBytes, inRecords int64
 		for i, rp := range rt.Partitions {
 			sp := &st.Partitions[i]
 			*sp = kmsg.NewProduceResponseTopicPartition()
@@ -72,6 +75,8 @@ func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRe
 					sp.BaseOffset = res.BaseOffset
 					sp.LogAppendTime = res.LogAppendTime
 					sp.LogStartOffset = res.LogStartOffset
+					inBytes += int64(len(rp.Records))
+					inRecords += countRecords(rp.Records)
 					if req.Acks == -1 {
 						waits = append(waits, durable{p, res.LastOffset, sp})
 					}
@@ -83,18 +88,27 @@ func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRe
 			}
 			failed = failed || sp.ErrorCode != 0
 		}
+		if inBytes > 0 {
+			throttle = max(throttle, b.produced(rt.Topic, inBytes, inRecords))
+		}
 		resp.Topics = append(resp.Topics, st)
+	}
+	// KIP-219: the request is served; the answer carries the throttle and
+	// the connection's next reads are held back for it.
+	resp.ThrottleMillis = throttleMillis(throttle)
+	if throttle > 0 {
+		b.quota.throttled(quota.Ingress, throttle)
 	}
 	switch {
 	case req.Acks == 0:
 		// No response at all; a failure closes the connection so that
 		// the producer notices, as Kafka does.
-		return reply{none: true, hangUp: failed}
+		return reply{none: true, hangUp: failed, throttle: throttle}
 	case len(waits) == 0:
-		return now(resp)
+		return reply{resp: resp, throttle: throttle}
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
-	return deferred(func(ctx context.Context) kmsg.Response {
+	return reply{throttle: throttle, later: func(ctx context.Context) kmsg.Response {
 		if timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -108,5 +122,5 @@ func (b *Broker) handleProduce(_ context.Context, _ *header, req *kmsg.ProduceRe
 			}
 		}
 		return resp
-	})
+	}}
 }

@@ -4,20 +4,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// TestGroup runs consume --group and the group commands against kfake,
-// franz-go's Kafka-protocol test cluster, because weir's broker does not
-// serve consumer groups yet. Switch to startBroker once it does.
+// TestGroup runs consume --group and the group commands against weir.
 func TestGroup(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "g-topic"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	b := "--brokers=" + c.ListenAddrs()[0]
+	b := "--brokers=" + startBroker(t)
+	mustWeir(t, nil, "topic", "create", "g-topic", "--partitions", "2", b)
 	mustWeir(t, strings.NewReader("a\nb\nc\nd\n"), "produce", "g-topic", "--partition", "0", b)
 
 	out := mustWeir(t, nil, "consume", "g-topic", "--group", "readers", "--from", "earliest", "--count", "3", "--format", "value", b)

@@ -5,6 +5,7 @@
 //	weir topic    create, list, describe and delete topics ("hub" is an alias)
 //	weir produce  write lines from stdin as records
 //	weir consume  print records
+//	weir tu       show or set throughput units (TUs) and auto-inflate
 //	weir bench    measure weir against an in-memory kfake cluster
 //
 // Exit codes: 0 success, 1 error ("weir: ..." on stderr), 2 bad usage.
@@ -67,6 +68,7 @@ func commands() []command {
 		{"produce", "write lines from stdin to a topic", runProduce},
 		{"consume", "print records of a topic", runConsume},
 		{"group", "list, describe or delete consumer groups", runGroup},
+		{"tu", "show or set throughput units and auto-inflate", runTU},
 		{"bench", "benchmark weir against an in-memory kfake cluster", runBench},
 	}
 }

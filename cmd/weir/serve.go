@@ -33,7 +33,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		segmentBytes  = fs.Int64("segment-bytes", 1<<30, "default segment.bytes of topics")
 		logLevel      = fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 		logFormat     = fs.String("log-format", "text", "log `format`: text or json")
+		metricsAddr   = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (default: off)")
 	)
+	qf := addQuotaFlags(fs)
 	pos, err := e.parseFlags(fs, cmd, args)
 	if err != nil {
 		return err
@@ -61,6 +63,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	case *segmentBytes < 14:
 		return usagef(cmd, "--segment-bytes is too small")
 	}
+	quotaCfg, err := qf.config()
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	dir := *dataDir
 	if dir == "" {
 		if dir, err = defaultDataDir(e.getenv); err != nil {
@@ -85,7 +91,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			RetentionMs:  *retentionMs,
 			SegmentBytes: *segmentBytes,
 		},
-		Logger: logger,
+		Quota:   quotaCfg,
+		Metrics: newMetricsRegistry(),
+		Logger:  logger,
 	}
 	start := time.Now()
 	b, err := broker.Start(cfg)
@@ -94,9 +102,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	logger.Info("weir listening", "addr", b.Addr(), "data_dir", dir, "fsync", *fsync,
 		"startup", time.Since(start).Round(time.Millisecond))
+	stopMetrics := func() {}
+	if *metricsAddr != "" {
+		if stopMetrics, err = serveMetrics(*metricsAddr, b, logger); err != nil {
+			b.Close()
+			return err
+		}
+	}
 
 	<-ctx.Done()
 	logger.Info("shutting down")
+	stopMetrics()
 	if err := b.Close(); err != nil {
 		return fmt.Errorf("weir: close broker: %w", err)
 	}

@@ -1,0 +1,203 @@
+package group
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/storage"
+)
+
+// Coordinator drives a RawCoordinator from one goroutine: it feeds it
+// requests and the clock, persists what it outputs to the Store (one fsync
+// for every batch of requests handled together), and only then delivers
+// the replies. The broker owns it: Open in broker.Start, Close in
+// broker.Close.
+type Coordinator struct {
+	logger *slog.Logger
+	store  *Store
+	raw    *RawCoordinator // owned by run
+	now    func() time.Time
+
+	reqs chan request
+	stop chan struct{}
+	done chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type request struct {
+	client     Client
+	req        kmsg.Request
+	done       func(kmsg.Response)
+	create     string
+	createDone func(error)
+}
+
+// maxBatch bounds the requests handled between two fsyncs.
+const maxBatch = 512
+
+// Open opens the store under dataDir, restores the groups and offsets it
+// holds, and starts the driver goroutine.
+func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Coordinator, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	raw, err := NewRawCoordinator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store, recs, err := OpenStore(fsys, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	raw.Restore(now, recs)
+	if store.Size() > compactMinBytes {
+		snap := raw.Snapshot()
+		if live := encodedSize(snap); store.Size() > 2*live {
+			if err := store.Rewrite(snap); err != nil {
+				store.Close()
+				return nil, err
+			}
+		}
+	}
+	c := &Coordinator{
+		logger: logger,
+		store:  store,
+		raw:    raw,
+		now:    time.Now,
+		reqs:   make(chan request, 1024),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if len(recs) > 0 {
+		logger.Info("weir: group coordinator restored", "groups", raw.NumGroups(), "records", len(recs))
+	}
+	go c.run()
+	return c, nil
+}
+
+func encodedSize(recs []Record) int64 {
+	var n int64
+	var buf []byte
+	for _, r := range recs {
+		buf = AppendRecord(buf[:0], r)
+		n += int64(len(buf))
+	}
+	return n
+}
+
+// Submit hands a group request to the coordinator. The returned channel
+// receives the response once (later for JoinGroup and SyncGroup, which
+// wait for the rest of the group); it never receives if the coordinator
+// closes first.
+func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
+	ch := make(chan kmsg.Response, 1)
+	r := request{client: cl, req: req, done: func(resp kmsg.Response) {
+		select {
+		case ch <- resp:
+		default:
+		}
+	}}
+	select {
+	case c.reqs <- r:
+	case <-c.done:
+	}
+	return ch
+}
+
+// CreateGroup creates name (durably) if it does not exist.
+func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
+	ch := make(chan error, 1)
+	r := request{create: name, createDone: func(err error) { ch <- err }}
+	select {
+	case c.reqs <- r:
+	case <-c.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-c.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the driver goroutine, waits for it, and closes the store.
+// Requests still waiting (a JoinGroup in a rebalance) are not answered;
+// their connections are closing too.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.closeErr = c.store.Close()
+	})
+	return c.closeErr
+}
+
+func (c *Coordinator) run() {
+	defer close(c.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.raw.Tick(c.now())
+		c.flush()
+		wait := time.Hour
+		if next, ok := c.raw.NextDeadline(); ok {
+			wait = max(next.Sub(c.now()), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-c.stop:
+			return
+		case <-timer.C:
+		case r := <-c.reqs:
+			c.apply(r)
+		drain:
+			for i := 1; i < maxBatch; i++ {
+				select {
+				case r := <-c.reqs:
+					c.apply(r)
+				default:
+					break drain
+				}
+			}
+		}
+	}
+}
+
+func (c *Coordinator) apply(r request) {
+	now := c.now()
+	if r.createDone != nil {
+		c.raw.CreateGroup(now, r.create, r.createDone)
+		return
+	}
+	c.raw.Handle(now, r.client, r.req, r.done)
+}
+
+// flush persists the records of the steps run so far, then delivers their
+// replies.
+func (c *Coordinator) flush() {
+	rd := c.raw.Ready()
+	if len(rd.Records) == 0 && len(rd.Replies) == 0 {
+		return
+	}
+	err := c.store.Append(rd.Records)
+	if err != nil {
+		c.logger.Error("weir: group store write failed; commits are refused", "err", err)
+	}
+	Deliver(rd, err)
+	if err == nil && c.store.NeedsRewrite() {
+		if err := c.store.Rewrite(c.raw.Snapshot()); err != nil {
+			c.logger.Error("weir: group store rewrite failed", "err", err)
+		}
+	}
+}

@@ -1,0 +1,470 @@
+package group
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestJoinSyncHeartbeatLeave(t *testing.T) {
+	h := newHarness(t, nil)
+	id1, j1 := h.joinNew("g")
+	if j1.done() {
+		t.Fatal("the first join of an empty group was answered before the initial rebalance delay")
+	}
+	h.advance(DefaultInitialRebalanceDelay)
+	r1 := joinResp(t, j1)
+	if r1.ErrorCode != 0 || r1.LeaderID != id1 || r1.MemberID != id1 || r1.Generation != 1 || len(r1.Members) != 1 {
+		t.Fatalf("join response %+v", r1)
+	}
+	if !bytes.Equal(r1.Members[0].ProtocolMetadata, []byte("meta-range")) || *r1.Protocol != "range" {
+		t.Fatalf("leader did not get the member metadata untouched: %+v", r1.Members[0])
+	}
+	if got := h.state("g"); got != CompletingRebalance {
+		t.Fatalf("state %v after join, want CompletingRebalance", got)
+	}
+	s1 := h.send(syncReq("g", id1, 1, map[string]string{id1: "a1"}))
+	wantCode(t, "leader sync", s1, nil)
+	if got := string(s1.resp.(*kmsg.SyncGroupResponse).MemberAssignment); got != "a1" {
+		t.Fatalf("assignment %q, want a1", got)
+	}
+	wantCode(t, "heartbeat", h.send(heartbeatReq("g", id1, 1)), nil)
+
+	// A second member joins: the first learns of the rebalance through its
+	// heartbeat and rejoins; the join phase ends when both are in.
+	id2, j2 := h.joinNew("g")
+	wantCode(t, "heartbeat during rebalance", h.send(heartbeatReq("g", id1, 1)), kerr.RebalanceInProgress)
+	if j2.done() {
+		t.Fatal("join answered before the old member rejoined")
+	}
+	j1 = h.send(joinReq("g", id1, nil))
+	r1, r2 := joinResp(t, j1), joinResp(t, j2)
+	if r1.Generation != 2 || r2.Generation != 2 || r1.LeaderID != id1 || len(r1.Members) != 2 || len(r2.Members) != 0 {
+		t.Fatalf("second generation: leader %+v, follower %+v", r1, r2)
+	}
+	s2 := h.send(syncReq("g", id2, 2, nil))
+	if s2.done() {
+		t.Fatal("follower sync answered before the leader's")
+	}
+	s1 = h.send(syncReq("g", id1, 2, map[string]string{id1: "p0", id2: "p1"}))
+	wantCode(t, "leader sync", s1, nil)
+	wantCode(t, "follower sync", s2, nil)
+	if got := string(s2.resp.(*kmsg.SyncGroupResponse).MemberAssignment); got != "p1" {
+		t.Fatalf("follower assignment %q, want p1", got)
+	}
+
+	// Leaving (v3 batch) rebalances the rest.
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 5
+	lr.Group = "g"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{MemberID: id2}, {MemberID: "nobody"}}
+	l := h.send(lr)
+	lresp := l.resp.(*kmsg.LeaveGroupResponse)
+	if lresp.ErrorCode != 0 || lresp.Members[0].ErrorCode != 0 || lresp.Members[1].ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("leave response %+v", lresp)
+	}
+	if got := h.state("g"); got != PreparingRebalance {
+		t.Fatalf("state %v after a leave, want PreparingRebalance", got)
+	}
+	j1 = h.send(joinReq("g", id1, nil))
+	if r := joinResp(t, j1); r.Generation != 3 || len(r.Members) != 1 {
+		t.Fatalf("third generation %+v", r)
+	}
+}
+
+func TestJoinV0WithoutMemberIDRequired(t *testing.T) {
+	h := newHarness(t, nil)
+	r := joinReq("g", "", nil)
+	r.Version = 0
+	r.InstanceID = nil
+	j := h.send(r)
+	h.advance(time.Second)
+	if resp := joinResp(t, j); resp.ErrorCode != 0 || resp.MemberID == "" || resp.Generation != 1 {
+		t.Fatalf("v0 join %+v", resp)
+	}
+}
+
+func TestInitialDelayExtendsForAFleet(t *testing.T) {
+	h := newHarness(t, nil)
+	d := DefaultInitialRebalanceDelay
+	_, j1 := h.joinNew("g")
+	var joins []*call
+	joins = append(joins, j1)
+	// Members keep arriving every 2/3 of the delay: the join phase waits
+	// for them and the group rebalances once.
+	for range 4 {
+		h.advance(d * 2 / 3)
+		if j1.done() {
+			t.Fatal("join phase ended while members were still arriving")
+		}
+		_, j := h.joinNew("g")
+		joins = append(joins, j)
+	}
+	h.advance(2 * d)
+	for i, j := range joins {
+		if r := joinResp(t, j); r.ErrorCode != 0 || r.Generation != 1 {
+			t.Fatalf("join %d: %+v", i, r)
+		}
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 2)
+	// Only the first member heartbeats; it hears of the rebalance once the
+	// other's session has expired.
+	var last *call
+	for range 4 {
+		h.advance(3 * time.Second)
+		last = h.send(heartbeatReq("g", ids[0], gen))
+	}
+	wantCode(t, "heartbeat after the other member expired", last, kerr.RebalanceInProgress)
+	if got := h.state("g"); got != PreparingRebalance {
+		t.Fatalf("state %v after a session expired, want PreparingRebalance", got)
+	}
+	wantCode(t, "expired member heartbeat", h.send(heartbeatReq("g", ids[1], gen)), kerr.UnknownMemberID)
+	j := h.send(joinReq("g", ids[0], nil))
+	if r := joinResp(t, j); r.Generation != gen+1 || len(r.Members) != 1 {
+		t.Fatalf("rejoin after expiry %+v", r)
+	}
+	// When the last member goes quiet too, the group empties.
+	h.advance(11 * time.Second)
+	if got := h.state("g"); got != Empty {
+		t.Fatalf("state %v, want Empty", got)
+	}
+}
+
+func TestRebalanceTimeoutDropsMembersThatDoNotRejoin(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 2)
+	_, j3 := h.joinNew("g")
+	j1 := h.send(joinReq("g", ids[0], nil))
+	// ids[1] heartbeats (so its session lives) but never rejoins.
+	for range 12 {
+		h.advance(3 * time.Second)
+		h.send(heartbeatReq("g", ids[1], gen))
+	}
+	if !j1.done() || !j3.done() {
+		t.Fatal("join phase did not end at the rebalance timeout")
+	}
+	if r := joinResp(t, j1); r.ErrorCode != 0 || len(r.Members) != 2 || r.Generation != gen+1 {
+		t.Fatalf("after rebalance timeout: %+v", r)
+	}
+	wantCode(t, "dropped member heartbeat", h.send(heartbeatReq("g", ids[1], gen+1)), kerr.UnknownMemberID)
+}
+
+func TestMemberThatNeverSyncs(t *testing.T) {
+	h := newHarness(t, nil)
+	id1, j1 := h.joinNew("g")
+	id2, j2 := h.joinNew("g")
+	h.advance(time.Second)
+	r1, r2 := joinResp(t, j1), joinResp(t, j2)
+	leader, other := id1, id2
+	if r2.LeaderID == id2 {
+		leader, other = id2, id1
+	}
+	gen := r1.Generation
+	// The leader syncs; the other member heartbeats but never syncs.
+	wantCode(t, "leader sync", h.send(syncReq("g", leader, gen, map[string]string{leader: "a", other: "b"})), nil)
+	for range 12 {
+		h.advance(3 * time.Second)
+		h.send(heartbeatReq("g", leader, gen))
+		h.send(heartbeatReq("g", other, gen))
+	}
+	wantCode(t, "heartbeat of a member that never synced", h.send(heartbeatReq("g", other, gen)), kerr.UnknownMemberID)
+	j := h.send(joinReq("g", leader, nil))
+	if r := joinResp(t, j); r.ErrorCode != 0 || len(r.Members) != 1 {
+		t.Fatalf("the group did not move on without the member: %+v", r)
+	}
+}
+
+func TestStaticMembership(t *testing.T) {
+	h := newHarness(t, nil)
+	inst := strPtr("instance-1")
+	j := h.send(joinReq("g", "", inst)) // static members get no MEMBER_ID_REQUIRED
+	h.advance(time.Second)
+	r := joinResp(t, j)
+	if r.ErrorCode != 0 {
+		t.Fatalf("static join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	old, gen := r.MemberID, r.Generation
+	s := syncReq("g", old, gen, map[string]string{old: "a"})
+	s.InstanceID = inst
+	wantCode(t, "sync", h.send(s), nil)
+
+	// The instance restarts: it joins again with no member id and takes
+	// over without a rebalance.
+	j = h.send(joinReq("g", "", inst))
+	r = joinResp(t, j)
+	if r.ErrorCode != 0 || r.MemberID == old || r.Generation != gen {
+		t.Fatalf("static rejoin %+v", r)
+	}
+	if got := h.state("g"); got != Stable {
+		t.Fatalf("state %v after a static rejoin, want Stable (no rebalance)", got)
+	}
+	hb := heartbeatReq("g", old, gen)
+	hb.InstanceID = inst
+	wantCode(t, "old incarnation heartbeat", h.send(hb), kerr.FencedInstanceID)
+	c := commitReq("g", old, gen, "t", 0, 5)
+	c.InstanceID = inst
+	wantCode(t, "old incarnation commit", h.send(c), kerr.FencedInstanceID)
+	s = syncReq("g", r.MemberID, gen, nil)
+	s.InstanceID = inst
+	sc := h.send(s)
+	wantCode(t, "new incarnation sync", sc, nil)
+	if got := string(sc.resp.(*kmsg.SyncGroupResponse).MemberAssignment); got != "a" {
+		t.Fatalf("new incarnation got assignment %q, want the old one", got)
+	}
+	c = commitReq("g", r.MemberID, gen, "t", 0, 5)
+	c.InstanceID = inst
+	wantCode(t, "new incarnation commit", h.send(c), nil)
+
+	// Administrative removal by instance id alone.
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 4
+	lr.Group = "g"
+	lr.Members = []kmsg.LeaveGroupRequestMember{{InstanceID: inst}}
+	wantCode(t, "leave by instance id", h.send(lr), nil)
+	h.advance(time.Minute)
+	if got := h.state("g"); got != Empty {
+		t.Fatalf("state %v, want Empty", got)
+	}
+}
+
+func TestCommitFencing(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 2)
+	wantCode(t, "member commit", h.send(commitReq("g", ids[1], gen, "t", 1, 10)), nil)
+	wantCode(t, "stale generation", h.send(commitReq("g", ids[1], gen-1, "t", 1, 11)), kerr.IllegalGeneration)
+	wantCode(t, "unknown member", h.send(commitReq("g", "ghost", gen, "t", 1, 11)), kerr.UnknownMemberID)
+	wantCode(t, "memberless commit to a group with members", h.send(commitReq("g", "", -1, "t", 1, 11)), kerr.UnknownMemberID)
+
+	// A rebalance starts; during PreparingRebalance the old generation may
+	// still commit (Kafka relies on the heartbeat to stop it).
+	_, j3 := h.joinNew("g")
+	wantCode(t, "commit while preparing", h.send(commitReq("g", ids[1], gen, "t", 1, 12)), nil)
+	h.send(joinReq("g", ids[0], nil))
+	// ids[1] neither rejoins nor heartbeats: its session expires and it
+	// loses its partitions.
+	h.advance(11 * time.Second)
+	r3 := joinResp(t, j3)
+	wantCode(t, "commit by the member that lost its partitions", h.send(commitReq("g", ids[1], gen, "t", 1, 99)), kerr.UnknownMemberID)
+	wantCode(t, "commit during CompletingRebalance", h.send(commitReq("g", ids[0], r3.Generation, "t", 1, 13)), kerr.RebalanceInProgress)
+	wantCode(t, "commit with the old generation", h.send(commitReq("g", ids[0], gen, "t", 1, 13)), kerr.IllegalGeneration)
+	if got := h.committed("g", "t", 1); got != 12 {
+		t.Fatalf("committed %d, want 12 (no fenced commit may land)", got)
+	}
+	wantCode(t, "commit to a group never seen, with a generation", h.send(commitReq("nope", "m", 3, "t", 0, 1)), kerr.IllegalGeneration)
+}
+
+func TestSimpleCommitsFromTools(t *testing.T) {
+	h := newHarness(t, nil)
+	c := commitReq("tools", "", -1, "t", 2, 42)
+	wantCode(t, "memberless commit", h.send(c), nil)
+	if got := h.committed("tools", "t", 2); got != 42 {
+		t.Fatalf("committed %d, want 42", got)
+	}
+	old := kmsg.NewPtrOffsetCommitRequest()
+	old.Version = 0
+	old.Group = "tools"
+	old.Topics = c.Topics
+	old.Topics[0].Partitions[0].Offset = 43
+	wantCode(t, "v0 commit", h.send(old), nil)
+	if got := h.committed("tools", "t", 2); got != 43 {
+		t.Fatalf("committed %d, want 43", got)
+	}
+	if got := h.committed("tools", "t", 3); got != -1 {
+		t.Fatalf("uncommitted partition reads %d, want -1", got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 2)
+	check := func() {
+		t.Helper()
+		wantCode(t, "healthy member heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
+		wantCode(t, "healthy member commit", h.send(commitReq("g", ids[0], gen, "t", 0, 1)), nil)
+	}
+	wantCode(t, "unknown member heartbeat", h.send(heartbeatReq("g", "ghost", gen)), kerr.UnknownMemberID)
+	wantCode(t, "heartbeat to an unknown group", h.send(heartbeatReq("nogroup", "ghost", 1)), kerr.UnknownMemberID)
+	wantCode(t, "wrong generation heartbeat", h.send(heartbeatReq("g", ids[0], gen+5)), kerr.IllegalGeneration)
+	wantCode(t, "wrong generation sync", h.send(syncReq("g", ids[1], gen+1, nil)), kerr.IllegalGeneration)
+	wantCode(t, "unknown topic commit", h.send(commitReq("g", ids[0], gen, "no-such-topic", 0, 1)), kerr.UnknownTopicOrPartition)
+	wantCode(t, "unknown partition commit", h.send(commitReq("g", ids[0], gen, "t", 99, 1)), kerr.UnknownTopicOrPartition)
+	big := commitReq("g", ids[0], gen, "t", 0, 1)
+	big.Topics[0].Partitions[0].Metadata = strPtr(string(make([]byte, DefaultMaxOffsetMetadataBytes+1)))
+	wantCode(t, "huge offset metadata", h.send(big), kerr.OffsetMetadataTooLarge)
+	huge := joinReq("g", "", nil)
+	huge.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: make([]byte, DefaultMaxMetadataBytes+1)}}
+	wantCode(t, "huge member metadata", h.send(huge), kerr.InvalidRequest)
+	short := joinReq("g", "", nil)
+	short.SessionTimeoutMillis = 10
+	wantCode(t, "session timeout below the minimum", h.send(short), kerr.InvalidSessionTimeout)
+	other := joinReq("g", "", nil)
+	other.ProtocolType = "connect"
+	wantCode(t, "other protocol type", h.send(other), kerr.InconsistentGroupProtocol)
+	wantCode(t, "empty group id", h.send(joinReq("", "", nil)), kerr.InvalidGroupID)
+	if got := h.state("g"); got != Stable {
+		t.Fatalf("bad input moved the group to %v", got)
+	}
+	check()
+}
+
+func TestGroupMaxSize(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxGroupSize = 2 })
+	h.stableGroup("g", 2)
+	wantCode(t, "third member", h.send(joinReq("g", "", nil)), kerr.GroupMaxSizeReached)
+}
+
+func TestAbandonedGroupsAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxGroups = 500 })
+	// Thousands of groups: each gets a JoinGroup and is never heard of
+	// again.
+	for i := range 3000 {
+		j := h.send(joinReq("abandoned-"+itoa(i), "", nil))
+		wantCode(t, "abandoned join", j, kerr.MemberIDRequired)
+		if i%100 == 99 {
+			h.advance(11 * time.Second) // their pending member ids expire
+		}
+		if n := h.c.NumGroups(); n > 500 {
+			t.Fatalf("%d groups held, limit 500", n)
+		}
+	}
+	// A real group still works.
+	h.stableGroup("real", 1)
+	wantCode(t, "commit", h.send(commitReq("real", "", -1, "t", 0, 1)), kerr.UnknownMemberID)
+	wantCode(t, "tool commit", h.send(commitReq("tools", "", -1, "t", 0, 1)), nil)
+	// And everything is dropped at the retention check.
+	h.advance(DefaultRetentionCheckInterval + time.Second)
+	if n := h.c.NumGroups(); n != 1 {
+		t.Fatalf("%d groups left after the retention check, want only the one with offsets", n)
+	}
+}
+
+func itoa(i int) string { return string(rune('a'+i%26)) + "-" + time.Duration(i).String() }
+
+func TestRequireCreate(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RequireCreate = true })
+	wantCode(t, "join of an uncreated group", h.send(joinReq("g", "", nil)), kerr.GroupAuthorizationFailed)
+	wantCode(t, "commit to an uncreated group", h.send(commitReq("g", "", -1, "t", 0, 1)), kerr.GroupAuthorizationFailed)
+	wantCode(t, "sync to an uncreated group", h.send(syncReq("g", "m", 1, nil)), kerr.GroupAuthorizationFailed)
+	var err error = kerr.UnknownServerError
+	h.c.CreateGroup(h.now, "g", func(e error) { err = e })
+	h.flush()
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	h.stableGroup("g", 1)
+	wantCode(t, "simple commit after create is fenced by members", h.send(commitReq("g", "", -1, "t", 0, 1)), kerr.UnknownMemberID)
+}
+
+func TestOffsetRetention(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.OffsetsRetention = time.Hour; c.RetentionCheckInterval = time.Minute })
+	ids, gen := h.stableGroup("g", 1)
+	wantCode(t, "commit", h.send(commitReq("g", ids[0], gen, "t", 0, 7)), nil)
+	// Offsets of a group with members are kept however old.
+	for range 1200 {
+		h.advance(3 * time.Second)
+		wantCode(t, "heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
+	}
+	if got := h.committed("g", "t", 0); got != 7 {
+		t.Fatalf("offset of an active group expired: %d", got)
+	}
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 1
+	lr.Group, lr.MemberID = "g", ids[0]
+	wantCode(t, "leave", h.send(lr), nil)
+	h.advance(59 * time.Minute)
+	if got := h.committed("g", "t", 0); got != 7 {
+		t.Fatalf("offset expired before the retention: %d", got)
+	}
+	h.advance(3 * time.Minute)
+	if got := h.committed("g", "t", 0); got != -1 {
+		t.Fatalf("offset of a group empty for longer than the retention is %d, want -1", got)
+	}
+	if got := h.state("g"); got != Dead {
+		t.Fatalf("expired empty group still held (%v)", got)
+	}
+}
+
+func TestDescribeListDelete(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 2)
+	h.send(commitReq("g", ids[0], gen, "t", 0, 3))
+	dr := kmsg.NewPtrDescribeGroupsRequest()
+	dr.Version = 5
+	dr.Groups = []string{"g", "unknown"}
+	d := h.send(dr).resp.(*kmsg.DescribeGroupsResponse)
+	if d.Groups[0].State != "Stable" || len(d.Groups[0].Members) != 2 || d.Groups[0].Protocol != "range" ||
+		d.Groups[0].Members[0].ClientID != "client" || len(d.Groups[0].Members[0].MemberAssignment) == 0 {
+		t.Fatalf("describe %+v", d.Groups[0])
+	}
+	if d.Groups[1].State != "Dead" || d.Groups[1].ErrorCode != 0 {
+		t.Fatalf("describe of an unknown group %+v", d.Groups[1])
+	}
+	lr := kmsg.NewPtrListGroupsRequest()
+	lr.Version = 4
+	lr.StatesFilter = []string{"Stable"}
+	l := h.send(lr).resp.(*kmsg.ListGroupsResponse)
+	if len(l.Groups) != 1 || l.Groups[0].Group != "g" || l.Groups[0].ProtocolType != "consumer" {
+		t.Fatalf("list %+v", l.Groups)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version = 2
+	del.Groups = []string{"g", "unknown"}
+	dresp := h.send(del).resp.(*kmsg.DeleteGroupsResponse)
+	if dresp.Groups[0].ErrorCode != kerr.NonEmptyGroup.Code || dresp.Groups[1].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("delete %+v", dresp.Groups)
+	}
+
+	// OffsetDelete: subscribed topics are refused while the group has
+	// members. The metadata here is not consumer protocol, so every topic
+	// counts as subscribed.
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = "g"
+	od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	odr := h.send(od).resp.(*kmsg.OffsetDeleteResponse)
+	if odr.ErrorCode != 0 || odr.Topics[0].Partitions[0].ErrorCode != kerr.GroupSubscribedToTopic.Code {
+		t.Fatalf("offset delete on an active group %+v", odr)
+	}
+	for _, id := range ids {
+		lv := kmsg.NewPtrLeaveGroupRequest()
+		lv.Group, lv.MemberID = "g", id
+		h.send(lv)
+	}
+	h.advance(time.Minute)
+	odr = h.send(od).resp.(*kmsg.OffsetDeleteResponse)
+	if odr.ErrorCode != 0 || odr.Topics[0].Partitions[0].ErrorCode != 0 || h.committed("g", "t", 0) != -1 {
+		t.Fatalf("offset delete on an empty group %+v", odr)
+	}
+	dresp = h.send(del).resp.(*kmsg.DeleteGroupsResponse)
+	if dresp.Groups[0].ErrorCode != 0 || h.state("g") != Dead {
+		t.Fatalf("delete of an empty group %+v", dresp.Groups)
+	}
+}
+
+// TestDeterministic runs the same scenario twice and expects the same
+// records: the coordinator has no hidden clock or randomness.
+func TestDeterministic(t *testing.T) {
+	run := func() []Record {
+		h := newHarness(t, nil)
+		ids, gen := h.stableGroup("g", 3)
+		h.send(commitReq("g", ids[2], gen, "t", 1, 5))
+		h.advance(20 * time.Second)
+		h.stableGroup("g2", 2)
+		return h.records
+	}
+	a, b := run(), run()
+	if len(a) == 0 || len(a) != len(b) {
+		t.Fatalf("runs wrote %d and %d records", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("record %d differs: %+v vs %+v", i, a[i], b[i])
+		}
+	}
+}

@@ -1,0 +1,444 @@
+package group
+
+import (
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// Offset is one committed offset.
+type Offset struct {
+	Offset      int64
+	LeaderEpoch int32
+	Metadata    string
+	CommitTime  time.Time
+}
+
+// commit is Kafka's handleCommitOffsets: commits are fenced by member and
+// generation; a memberless commit (generation -1, no member id, as tools
+// send) is accepted only while the group is Empty.
+func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done func(kmsg.Response)) {
+	resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+	for _, t := range r.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition = p.Partition
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	all := func(code int16) {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				resp.Topics[i].Partitions[j].ErrorCode = code
+			}
+		}
+		c.reply(done, resp)
+	}
+	gen, member, instance := r.Generation, r.MemberID, r.InstanceID
+	if r.Version == 0 {
+		gen, member = -1, ""
+	}
+	if r.Group == "" {
+		all(kerr.InvalidGroupID.Code)
+		return
+	}
+	g := c.groups[r.Group]
+	if g == nil {
+		switch {
+		case c.cfg.RequireCreate:
+			all(kerr.GroupAuthorizationFailed.Code)
+			return
+		case gen >= 0:
+			// A member of a generation this coordinator never had.
+			all(kerr.IllegalGeneration.Code)
+			return
+		case !c.makeRoom():
+			all(kerr.CoordinatorNotAvailable.Code)
+			return
+		}
+		g = c.newGroup(now, r.Group)
+	} else if c.cfg.RequireCreate && !g.created {
+		all(kerr.GroupAuthorizationFailed.Code)
+		return
+	}
+	defer c.schedule(g)
+	if code := g.validateOffsetCommit(gen, member, instance); code != 0 {
+		all(code)
+		return
+	}
+	switch g.state {
+	case CompletingRebalance:
+		// The member has its new generation from JoinGroup but not yet its
+		// assignment: it must not commit for partitions it may lose.
+		all(kerr.RebalanceInProgress.Code)
+		return
+	case Stable, PreparingRebalance:
+		if m := g.members[member]; m != nil {
+			m.heartbeatDeadline = now.Add(m.sessionTimeout)
+		}
+	}
+	for i, t := range r.Topics {
+		for j, p := range t.Partitions {
+			rp := &resp.Topics[i].Partitions[j]
+			meta := ""
+			if p.Metadata != nil {
+				meta = *p.Metadata
+			}
+			switch {
+			case c.cfg.PartitionExists != nil && !c.cfg.PartitionExists(t.Topic, p.Partition):
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case len(meta) > c.cfg.MaxOffsetMetadataBytes:
+				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
+			default:
+				epoch := p.LeaderEpoch
+				if r.Version < 6 {
+					epoch = -1
+				}
+				o := Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now}
+				g.offsets[topicPartition{t.Topic, p.Partition}] = o
+				c.persist(offsetRecord(g.name, t.Topic, p.Partition, o))
+			}
+		}
+	}
+	c.reply(done, resp)
+}
+
+// validateOffsetCommit is Kafka's validateOffsetCommit.
+func (g *Group) validateOffsetCommit(gen int32, member string, instance *string) int16 {
+	switch {
+	case g.state == Dead:
+		return kerr.CoordinatorNotAvailable.Code
+	case gen >= 0 || member != "" || instance != nil:
+		if code := g.validateMember(member, instance); code != 0 {
+			return code
+		}
+		if gen != g.generation {
+			return kerr.IllegalGeneration.Code
+		}
+	case g.state != Empty:
+		// Only members may commit to a group that has members.
+		return kerr.UnknownMemberID.Code
+	}
+	return 0
+}
+
+type fetchTopic struct {
+	topic      string
+	partitions []int32
+}
+
+// fetch answers OffsetFetch: v0-v7 for one group, v8+ for many. A null
+// topic list (v2+) asks for every committed offset of the group.
+func (c *RawCoordinator) fetch(r *kmsg.OffsetFetchRequest, done func(kmsg.Response)) {
+	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if r.Version < 8 {
+		var topics []fetchTopic
+		if r.Topics != nil || r.Version < 2 {
+			topics = make([]fetchTopic, 0, len(r.Topics))
+			for _, t := range r.Topics {
+				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
+			}
+		}
+		code, parts := c.fetchGroup(r.Group, topics)
+		resp.ErrorCode = code
+		for _, t := range parts {
+			rt := kmsg.NewOffsetFetchResponseTopic()
+			rt.Topic = t.topic
+			for _, p := range t.parts {
+				rp := kmsg.NewOffsetFetchResponseTopicPartition()
+				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p.partition, p.offset, p.epoch, strPtr(p.metadata), p.code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		if r.Version < 2 && code != 0 {
+			for i := range resp.Topics {
+				for j := range resp.Topics[i].Partitions {
+					resp.Topics[i].Partitions[j].ErrorCode = code
+				}
+			}
+		}
+		c.reply(done, resp)
+		return
+	}
+	for _, rg := range r.Groups {
+		var topics []fetchTopic
+		if rg.Topics != nil {
+			topics = make([]fetchTopic, 0, len(rg.Topics))
+			for _, t := range rg.Topics {
+				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
+			}
+		}
+		code, parts := c.fetchGroup(rg.Group, topics)
+		og := kmsg.NewOffsetFetchResponseGroup()
+		og.Group, og.ErrorCode = rg.Group, code
+		for _, t := range parts {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = t.topic
+			for _, p := range t.parts {
+				rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p.partition, p.offset, p.epoch, strPtr(p.metadata), p.code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			og.Topics = append(og.Topics, rt)
+		}
+		resp.Groups = append(resp.Groups, og)
+	}
+	c.reply(done, resp)
+}
+
+type fetchedPartition struct {
+	partition int32
+	offset    int64
+	epoch     int32
+	metadata  string
+	code      int16
+}
+
+type fetchedTopic struct {
+	topic string
+	parts []fetchedPartition
+}
+
+// fetchGroup looks up offsets of one group; topics nil means all.
+func (c *RawCoordinator) fetchGroup(name string, topics []fetchTopic) (int16, []fetchedTopic) {
+	if name == "" {
+		return kerr.InvalidGroupID.Code, nil
+	}
+	g := c.groups[name]
+	var out []fetchedTopic
+	if topics == nil {
+		if g == nil {
+			return 0, nil
+		}
+		byTopic := map[string][]fetchedPartition{}
+		for tp, o := range g.offsets {
+			byTopic[tp.topic] = append(byTopic[tp.topic], fetchedPartition{tp.partition, o.Offset, o.LeaderEpoch, o.Metadata, 0})
+		}
+		names := make([]string, 0, len(byTopic))
+		for t := range byTopic {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		for _, t := range names {
+			ps := byTopic[t]
+			sort.Slice(ps, func(i, j int) bool { return ps[i].partition < ps[j].partition })
+			out = append(out, fetchedTopic{t, ps})
+		}
+		return 0, out
+	}
+	for _, t := range topics {
+		ft := fetchedTopic{topic: t.topic}
+		for _, p := range t.partitions {
+			fp := fetchedPartition{partition: p, offset: -1, epoch: -1}
+			if g != nil {
+				if o, ok := g.offsets[topicPartition{t.topic, p}]; ok {
+					fp.offset, fp.epoch, fp.metadata = o.Offset, o.LeaderEpoch, o.Metadata
+				}
+			}
+			ft.parts = append(ft.parts, fp)
+		}
+		out = append(out, ft)
+	}
+	return 0, out
+}
+
+// offsetDelete is Kafka's handleDeleteOffsets (KIP-496): offsets of an
+// empty group can be deleted; a group with members keeps the offsets of
+// topics it is subscribed to (GROUP_SUBSCRIBED_TO_TOPIC).
+func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest, done func(kmsg.Response)) {
+	resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	g := c.groups[r.Group]
+	switch {
+	case r.Group == "":
+		resp.ErrorCode = kerr.InvalidGroupID.Code
+	case g == nil || g.state == Dead:
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+	case g.state != Empty && g.protocolType != "consumer":
+		resp.ErrorCode = kerr.NonEmptyGroup.Code
+	}
+	if resp.ErrorCode != 0 {
+		c.reply(done, resp)
+		return
+	}
+	subscribed := func(string) bool { return false }
+	if g.state != Empty {
+		subscribed = g.subscribedTo()
+	}
+	for _, t := range r.Topics {
+		rt := kmsg.NewOffsetDeleteResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			rp.Partition = p.Partition
+			tp := topicPartition{t.Topic, p.Partition}
+			switch {
+			case subscribed(t.Topic):
+				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			default:
+				if _, ok := g.offsets[tp]; ok {
+					delete(g.offsets, tp)
+					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: t.Topic, Partition: p.Partition})
+				}
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	c.reply(done, resp)
+}
+
+// subscribedTo returns whether any member of a consumer group subscribes
+// to a topic, from the consumer protocol metadata of the chosen protocol.
+// Metadata that does not parse counts as subscribed to everything, as in
+// Kafka.
+func (g *Group) subscribedTo() func(string) bool {
+	topics := map[string]bool{}
+	for _, m := range g.members {
+		var md kmsg.ConsumerMemberMetadata
+		meta := m.metadataFor(g.protocol)
+		if g.protocol == "" && len(m.protocols) > 0 {
+			meta = m.protocols[0].Metadata
+		}
+		if err := md.ReadFrom(meta); err != nil {
+			return func(string) bool { return true }
+		}
+		for _, t := range md.Topics {
+			topics[t] = true
+		}
+	}
+	return func(t string) bool { return topics[t] }
+}
+
+// expireOffsets deletes the offsets of groups that have been empty longer
+// than the retention (counted from the later of the commit and the moment
+// the group became empty), then drops empty groups with nothing left.
+func (c *RawCoordinator) expireOffsets(now time.Time) {
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		if g.state != Empty {
+			continue
+		}
+		for tp, o := range g.offsets {
+			base := o.CommitTime
+			if g.stateSince.After(base) {
+				base = g.stateSince
+			}
+			if now.Sub(base) >= c.cfg.OffsetsRetention {
+				delete(g.offsets, tp)
+				c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+			}
+		}
+		c.maybeDropGroup(g)
+	}
+}
+
+// maybeDropGroup forgets an empty group that holds nothing worth keeping.
+func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
+	if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 || len(g.offsets) > 0 || g.created {
+		return false
+	}
+	delete(c.groups, g.name)
+	g.state = Dead
+	if g.generation > 0 {
+		c.persist(Record{Kind: RecordGroupDeleted, Group: g.name})
+	}
+	return true
+}
+
+// makeRoom reports whether another group fits, dropping abandoned groups
+// (empty, nothing committed) when the limit is reached.
+func (c *RawCoordinator) makeRoom() bool {
+	if len(c.groups) < c.cfg.MaxGroups {
+		return true
+	}
+	for _, name := range c.sortedGroupNames() {
+		c.maybeDropGroup(c.groups[name])
+	}
+	return len(c.groups) < c.cfg.MaxGroups
+}
+
+func (c *RawCoordinator) sortedGroupNames() []string {
+	names := make([]string, 0, len(c.groups))
+	for n := range c.groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (c *RawCoordinator) persistGroup(g *Group) {
+	c.persist(Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+}
+
+func offsetRecord(group, topic string, partition int32, o Offset) Record {
+	return Record{
+		Kind: RecordOffset, Group: group, Topic: topic, Partition: partition,
+		Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: o.CommitTime.UnixMilli(),
+	}
+}
+
+// Restore loads records read from the Store, in order. Groups come back
+// Empty: members rejoin after a restart, as after a coordinator move in
+// Kafka.
+func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
+	for _, r := range recs {
+		g := c.groups[r.Group]
+		switch r.Kind {
+		case RecordGroup:
+			if g == nil {
+				g = c.newGroup(now, r.Group)
+			}
+			g.generation, g.protocolType, g.created = r.Generation, r.ProtocolType, r.Created
+		case RecordGroupDeleted:
+			delete(c.groups, r.Group)
+		case RecordOffset:
+			if g == nil {
+				g = c.newGroup(now, r.Group)
+			}
+			g.offsets[topicPartition{r.Topic, r.Partition}] = Offset{
+				Offset: r.Offset, LeaderEpoch: r.LeaderEpoch, Metadata: r.Metadata, CommitTime: time.UnixMilli(r.CommitTime),
+			}
+		case RecordOffsetDeleted:
+			if g != nil {
+				delete(g.offsets, topicPartition{r.Topic, r.Partition})
+			}
+		}
+	}
+}
+
+// Snapshot returns the records that rebuild the current durable state;
+// the Store rewrites its file with them when it compacts.
+func (c *RawCoordinator) Snapshot() []Record {
+	var out []Record
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		if g.created || g.generation > 0 {
+			out = append(out, Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+		}
+		tps := make([]topicPartition, 0, len(g.offsets))
+		for tp := range g.offsets {
+			tps = append(tps, tp)
+		}
+		sort.Slice(tps, func(i, j int) bool {
+			if tps[i].topic != tps[j].topic {
+				return tps[i].topic < tps[j].topic
+			}
+			return tps[i].partition < tps[j].partition
+		})
+		for _, tp := range tps {
+			out = append(out, offsetRecord(g.name, tp.topic, tp.partition, g.offsets[tp]))
+		}
+	}
+	return out
+}

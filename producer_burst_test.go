@@ -1,0 +1,152 @@
+package weir_test
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir"
+)
+
+// busyBroker makes a kfake cluster behave like an overloaded hub: of every
+// run of produce requests, some are answered "busy" (THROTTLING_QUOTA_
+// EXCEEDED with a KIP-219 throttle_time_ms) without being stored, some are
+// held back before being served, some lose their connection before being
+// served, and some are stored but answered REQUEST_TIMED_OUT (the client
+// cannot tell and must retry, and idempotence must keep the retry from
+// storing twice).
+type busyBroker struct {
+	requests, busy, delayed, dropped atomic.Int64
+	timedOut                         *kfake.FaultHandle
+}
+
+func (b *busyBroker) install(c *kfake.Cluster) {
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		n := b.requests.Add(1)
+		switch {
+		case n%23 == 0:
+			b.dropped.Add(1)
+			return nil, errors.New("connection dropped by the test"), true
+		case n%5 == 0:
+			b.busy.Add(1)
+			return busyResponse(req.(*kmsg.ProduceRequest)), nil, true
+		case n%11 == 0:
+			b.delayed.Add(1)
+			time.Sleep(time.Duration(5+n%40) * time.Millisecond)
+		}
+		return nil, nil, false // served normally
+	})
+	b.timedOut = c.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Err:   kerr.RequestTimedOut, // stored, then answered with a timeout
+		Count: -1,
+		When:  func(kmsg.Request) bool { return b.requests.Load()%17 == 0 },
+	})
+}
+
+func busyResponse(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.ThrottleMillis = 20
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = kerr.ThrottlingQuotaExceeded.Code
+			sp.BaseOffset = -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// TestProducerBurstIntoThrottledBrokerLosesNothing sends a burst as fast as
+// SendAsync takes it into a busy broker. Every event must end acknowledged
+// or returned, exactly once, and the topic must hold exactly the
+// acknowledged events, each once, where its acknowledgement said.
+func TestProducerBurstIntoThrottledBrokerLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200k events; skipped with -short")
+	}
+	leakCheck(t)
+	const topic, events = "burst", 200_000
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var bb busyBroker
+	bb.install(c)
+
+	ctx := testCtx(t, 3*time.Minute)
+	p, err := weir.NewProducer(ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic(topic),
+		weir.RetryBackoff(10*time.Millisecond, 200*time.Millisecond),
+		// A smaller buffer than the default makes more, smaller requests,
+		// so more of them meet the broker's faults.
+		weir.MaxBuffered(5_000, 8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newOutcomes()
+	start := time.Now()
+	for i := range events {
+		v := fmt.Sprintf("burst-%07d", i)
+		p.SendAsync(ctx, weir.Event{Value: []byte(v)}, o.callback(v))
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	elapsed := time.Since(start)
+	ok, failed, multiple := o.counts()
+	s := p.Stats()
+	t.Logf("%d events in %v: %d acknowledged, %d returned; broker: %d produce requests, %d busy, %d delayed, %d connections dropped, %d stored but answered REQUEST_TIMED_OUT; producer: %d throttled (%v), %d requests retried",
+		events, elapsed.Round(time.Millisecond), ok, failed, bb.requests.Load(), bb.busy.Load(), bb.delayed.Load(),
+		bb.dropped.Load(), bb.timedOut.Hits(), s.Throttled, s.ThrottleTime, s.Retried)
+	if ok+failed != events || multiple != 0 {
+		t.Fatalf("%d acknowledged + %d returned != %d sent, or %d events had two outcomes", ok, failed, events, multiple)
+	}
+	if s.Sent != events || s.Acknowledged != int64(ok) || s.Failed != int64(failed) || s.Buffered != 0 {
+		t.Errorf("stats %+v disagree with the callbacks", s)
+	}
+	if bb.busy.Load() == 0 || bb.dropped.Load() == 0 || s.Throttled == 0 {
+		t.Errorf("the broker was not busy enough to test anything: %d busy, %d dropped, %d throttled", bb.busy.Load(), bb.dropped.Load(), s.Throttled)
+	}
+	for v, err := range o.failed {
+		// With unlimited retries within a 2-minute delivery timeout
+		// nothing should fail; a failure is not a loss, but say why.
+		t.Errorf("%s returned: %v", v, err)
+		break
+	}
+
+	stored := readBack(t, ctx, c.ListenAddrs()[0], topic)
+	var missing, extra, dups int
+	for v, r := range o.ok {
+		at, found := stored[v]
+		if !found || at.Partition != r.Partition || at.Offset != r.Offset {
+			if missing++; missing <= 3 {
+				t.Errorf("%s acknowledged at %d/%d, stored at %+v (found %v)", v, r.Partition, r.Offset, at, found)
+			}
+		}
+	}
+	for v, at := range stored {
+		if _, acked := o.ok[v]; !acked {
+			extra++
+		}
+		if at.Count > 1 {
+			dups += at.Count - 1
+		}
+	}
+	if missing+extra+dups > 0 {
+		t.Errorf("read back %d events: %d acknowledged ones missing, %d not acknowledged, %d duplicates", len(stored), missing, extra, dups)
+	}
+
+}

@@ -1,0 +1,179 @@
+package weir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ProducerStats is a snapshot of a producer's counters since it started.
+// Sent = Acknowledged + Failed + Buffered at all times.
+type ProducerStats struct {
+	// Sent counts events handed to Send, SendBatch or SendAsync.
+	Sent int64
+	// Acknowledged counts events the broker stored and acknowledged.
+	Acknowledged int64
+	// Failed counts events returned to the caller with an error, including
+	// events rejected before sending (too large, invalid, after Close).
+	Failed int64
+	// Buffered is the number of events sent but not yet acknowledged or
+	// returned.
+	Buffered int64
+	// Retried counts produce requests that failed on the way (connection
+	// lost, try timed out) and whose events were sent again. Retries of
+	// single partitions on a retriable error code happen inside franz-go
+	// and are not counted.
+	Retried int64
+	// Throttled counts broker responses that asked the producer to slow
+	// down (KIP-219 throttle_time_ms > 0), and ThrottleTime sums the delays
+	// asked for. Throttling slows the producer; it fails no event.
+	Throttled    int64
+	ThrottleTime time.Duration
+}
+
+type producerCounters struct {
+	sent, acked, failed atomic.Int64
+	retried, throttled  atomic.Int64
+	throttleNanos       atomic.Int64
+	connectFailures     atomic.Int64
+}
+
+// Stats returns a snapshot of the producer's counters.
+func (p *Producer) Stats() ProducerStats {
+	// Read the outcomes before sent, so that Buffered is never negative.
+	acked, failed := p.stats.acked.Load(), p.stats.failed.Load()
+	sent := p.stats.sent.Load()
+	return ProducerStats{
+		Sent:         sent,
+		Acknowledged: acked,
+		Failed:       failed,
+		Buffered:     max(0, sent-acked-failed),
+		Retried:      p.stats.retried.Load(),
+		Throttled:    p.stats.throttled.Load(),
+		ThrottleTime: time.Duration(p.stats.throttleNanos.Load()),
+	}
+}
+
+// producerHooks counts what franz-go reports about requests.
+type producerHooks struct{ p *Producer }
+
+var (
+	_ kgo.HookBrokerThrottle = (*producerHooks)(nil)
+	_ kgo.HookBrokerE2E      = (*producerHooks)(nil)
+)
+
+func (h *producerHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	if d <= 0 {
+		return
+	}
+	h.p.stats.throttled.Add(1)
+	h.p.stats.throttleNanos.Add(int64(d))
+}
+
+func (h *producerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	err := e2e.Err()
+	if err == nil || errors.Is(err, kgo.ErrClientClosed) || errors.Is(err, context.Canceled) {
+		return
+	}
+	switch kmsg.Key(key) {
+	case kmsg.Produce:
+		h.p.stats.retried.Add(1)
+	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		// Some brokers refuse a login by closing the connection rather
+		// than answering SASL_AUTHENTICATION_FAILED; either is a refusal.
+		if cancel := h.p.loginFailed.Load(); cancel != nil {
+			(*cancel)(&Error{Kind: ErrAuthentication, Topic: h.p.topic,
+				Err: fmt.Errorf("the broker ended the SASL login: %w", err)})
+		}
+	}
+}
+
+// Collector returns Prometheus collectors for the producer's counters, to
+// register with a prometheus.Registerer:
+//
+//	prometheus.MustRegister(p.Collector())
+//
+// The metrics are weir_producer_events_{sent,acknowledged,failed}_total,
+// weir_producer_events_buffered, weir_producer_requests_retried_total,
+// weir_producer_throttled_total and weir_producer_throttle_seconds_total,
+// labelled with the topic and the client id.
+func (p *Producer) Collector() prometheus.Collector {
+	labels := prometheus.Labels{"topic": p.topic, "client_id": p.cfg.client.clientID}
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("weir_producer_"+name, help, nil, labels)
+	}
+	return &producerCollector{
+		p:            p,
+		sent:         desc("events_sent_total", "Events handed to the producer."),
+		acked:        desc("events_acknowledged_total", "Events the broker acknowledged."),
+		failed:       desc("events_failed_total", "Events returned to the caller with an error."),
+		buffered:     desc("events_buffered", "Events sent but not yet acknowledged or returned."),
+		retried:      desc("requests_retried_total", "Produce requests that failed on the way and were sent again."),
+		throttled:    desc("throttled_total", "Broker responses that asked the producer to slow down."),
+		throttleTime: desc("throttle_seconds_total", "Total delay the brokers asked for by throttling."),
+	}
+}
+
+type producerCollector struct {
+	p                                *Producer
+	sent, acked, failed, buffered    *prometheus.Desc
+	retried, throttled, throttleTime *prometheus.Desc
+}
+
+func (c *producerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.sent, c.acked, c.failed, c.buffered, c.retried, c.throttled, c.throttleTime} {
+		ch <- d
+	}
+}
+
+func (c *producerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	counter(c.sent, float64(s.Sent))
+	counter(c.acked, float64(s.Acknowledged))
+	counter(c.failed, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.Buffered))
+	counter(c.retried, float64(s.Retried))
+	counter(c.throttled, float64(s.Throttled))
+	counter(c.throttleTime, s.ThrottleTime.Seconds())
+}
+
+// kgoLogger sends franz-go's logs to slog. franz-go's info level is chatty
+// (metadata refreshes, connections), so it goes to slog's debug level, and
+// franz-go's debug level below that.
+type kgoLogger struct{ l *slog.Logger }
+
+func kgoToSlog(level kgo.LogLevel) slog.Level {
+	switch level {
+	case kgo.LogLevelError:
+		return slog.LevelError
+	case kgo.LogLevelWarn:
+		return slog.LevelWarn
+	case kgo.LogLevelInfo:
+		return slog.LevelDebug
+	}
+	return slog.LevelDebug - 4
+}
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	ctx := context.Background()
+	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
+		if k.l.Enabled(ctx, kgoToSlog(lv)) {
+			return lv
+		}
+	}
+	return kgo.LogLevelNone
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
+}
