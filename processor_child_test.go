@@ -232,9 +232,11 @@ func (l *ledger) waitChildrenProcessed(t testing.TB, timeout time.Duration, file
 // TestProcessorCrashLosesNothing SIGKILLs one of three processor processes
 // under load: nothing is lost, and the events processed twice per partition
 // stay within the checkpoint interval.
-func TestProcessorCrashLosesNothing(t *testing.T) {
+func TestProcessorCrashLosesNothing(t *testing.T) { forEachBackend(t, testCrashLosesNothing) }
+
+func testCrashLosesNothing(t *testing.T, b backend) {
 	const checkpointN = 100
-	seeds := testBroker(t, 8, "crash")
+	seeds := b.start(t, 8, "crash")
 	l := newLedger()
 	prod := startProducer(t, seeds, "crash", l, 1000)
 	defer prod.stop()
@@ -276,8 +278,10 @@ func TestProcessorCrashLosesNothing(t *testing.T) {
 // TestProcessorPerKeyConcurrencyCrash runs two 16-worker processes, kills
 // one mid-stream, and checks that nothing is lost and that within each
 // process, events of a key were processed in offset order.
-func TestProcessorPerKeyConcurrencyCrash(t *testing.T) {
-	seeds := testBroker(t, 4, "keyed-crash")
+func TestProcessorPerKeyConcurrencyCrash(t *testing.T) { forEachBackend(t, testPerKeyConcurrencyCrash) }
+
+func testPerKeyConcurrencyCrash(t *testing.T, be backend) {
+	seeds := be.start(t, 4, "keyed-crash")
 	l := newLedger()
 	produceN(t, seeds, "keyed-crash", l, 6000, func(i int) string { return fmt.Sprintf("key-%d", i%40) })
 	a := startChild(t, childConfig{Name: "a", Seeds: seeds, Topic: "keyed-crash", Group: "kc", Concurrency: 16,

@@ -57,7 +57,11 @@ func values(prefix string, n int) []string {
 var errPoison = errors.New("cannot parse event")
 
 func TestProcessorPoisonEventIsRetriedThenDeadLettered(t *testing.T) {
-	seeds := testBroker(t, 2, "payments", "payments.dlq")
+	forEachBackend(t, testPoisonEventIsRetriedThenDeadLettered)
+}
+
+func testPoisonEventIsRetriedThenDeadLettered(t *testing.T, b backend) {
+	seeds := b.start(t, 2, "payments", "payments.dlq")
 	l := newLedger()
 	produceTo(t, seeds, "payments", 0, l, values("a", 100)...)
 	produceTo(t, seeds, "payments", 0, l, "poison")
@@ -189,8 +193,10 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // TestProcessorPerKeyConcurrency processes 4 partitions with 16 workers
 // each: events of a key are handled one at a time and in order, different
 // keys in parallel.
-func TestProcessorPerKeyConcurrency(t *testing.T) {
-	seeds := testBroker(t, 4, "keyed")
+func TestProcessorPerKeyConcurrency(t *testing.T) { forEachBackend(t, testPerKeyConcurrency) }
+
+func testPerKeyConcurrency(t *testing.T, b backend) {
+	seeds := b.start(t, 4, "keyed")
 	l := newLedger()
 	produceN(t, seeds, "keyed", l, 4000, func(i int) string { return fmt.Sprintf("key-%d", i%50) })
 

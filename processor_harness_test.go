@@ -17,12 +17,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhq/weir"
+	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/weirtest"
 )
 
-// testBroker returns seed brokers with the given topics created. It runs
-// kfake in-process: weir's broker has no group coordinator on this branch
-// yet. Set WEIR_PROCESSOR_TEST_BROKERS=host:port to run the same tests
-// against a running broker (weir, once it has groups, or Kafka).
+// backend is a broker the processor tests run against.
+type backend struct {
+	name  string
+	start func(t testing.TB, partitions int32, topics ...string) []string
+}
+
+// backends are kfake (franz-go's fake cluster) and weir's own broker
+// (in-process, with its group coordinator). Tests that need kfake's
+// controls (leader moves, fake answers) use kfake only.
+var backends = []backend{{"kfake", kfakeBroker}, {"weir", weirBroker}}
+
+// testBroker returns seed brokers with the given topics created: kfake, or
+// a running broker when WEIR_PROCESSOR_TEST_BROKERS=host:port is set.
 func testBroker(t testing.TB, partitions int32, topics ...string) []string {
 	t.Helper()
 	if addrs := os.Getenv("WEIR_PROCESSOR_TEST_BROKERS"); addrs != "" {
@@ -30,12 +41,28 @@ func testBroker(t testing.TB, partitions int32, topics ...string) []string {
 		createTopics(t, seeds, partitions, topics...)
 		return seeds
 	}
+	return kfakeBroker(t, partitions, topics...)
+}
+
+func kfakeBroker(t testing.TB, partitions int32, topics ...string) []string {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	return c.ListenAddrs()
+}
+
+// weirBroker starts weir's broker in-process (weirtest) with the topics.
+// The group's first rebalance does not wait for more members, so tests
+// measure the processor, not the delay.
+func weirBroker(t testing.TB, partitions int32, topics ...string) []string {
+	t.Helper()
+	b := weirtest.Start(t, func(c *broker.Config) { c.GroupInitialRebalanceDelay = -1 })
+	seeds := []string{b.Addr()}
+	createTopics(t, seeds, partitions, topics...)
+	return seeds
 }
 
 func createTopics(t testing.TB, seeds []string, partitions int32, topics ...string) {
@@ -313,4 +340,11 @@ func owned(in *instance) []int32 {
 	}
 	slices.Sort(ps)
 	return ps
+}
+
+// forEachBackend runs a test against every backend, as subtests.
+func forEachBackend(t *testing.T, test func(*testing.T, backend)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b) })
+	}
 }

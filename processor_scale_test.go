@@ -15,9 +15,11 @@ import (
 // TestProcessorScaleUnderLoad runs a producer into 32 partitions while the
 // fleet goes 1 → 4 → 8 → 2 instances with graceful stops, and checks that
 // every produced event is processed exactly once.
-func TestProcessorScaleUnderLoad(t *testing.T) {
+func TestProcessorScaleUnderLoad(t *testing.T) { forEachBackend(t, testScaleUnderLoad) }
+
+func testScaleUnderLoad(t *testing.T, b backend) {
 	const partitions = 32
-	seeds := testBroker(t, partitions, "load")
+	seeds := b.start(t, partitions, "load")
 	l := newLedger()
 	prod := startProducer(t, seeds, "load", l, 3000)
 	defer prod.stop()

@@ -18,8 +18,12 @@ import (
 // reopen), the restarted one gets its own back, and every event is
 // processed exactly once.
 func TestProcessorRollingRestartWithStaticMembership(t *testing.T) {
+	forEachBackend(t, testRollingRestartWithStaticMembership)
+}
+
+func testRollingRestartWithStaticMembership(t *testing.T, b backend) {
 	const partitions = 16
-	seeds := testBroker(t, partitions, "rolling")
+	seeds := b.start(t, partitions, "rolling")
 	l := newLedger()
 	prod := startProducer(t, seeds, "rolling", l, 2000)
 	defer prod.stop()

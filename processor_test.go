@@ -73,7 +73,11 @@ func (h *recordingHandler) ClosePartition(_ context.Context, tp weir.TopicPartit
 }
 
 func TestProcessorProcessesEveryEventOnceAndResumesFromCheckpoint(t *testing.T) {
-	seeds := testBroker(t, 8, "orders")
+	forEachBackend(t, testProcessesEveryEventOnceAndResumesFromCheckpoint)
+}
+
+func testProcessesEveryEventOnceAndResumesFromCheckpoint(t *testing.T, b backend) {
+	seeds := b.start(t, 8, "orders")
 	l := newLedger()
 	produceN(t, seeds, "orders", l, 4000, func(i int) string { return string(rune('a' + i%26)) })
 
