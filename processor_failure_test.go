@@ -339,50 +339,18 @@ func TestProcessorMisconfigurationIsFastAndLeakFree(t *testing.T) {
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			opts, want := misconfigured(t, tc.kind)
-			err, took := runOnce(t, opts)
-			var we *weir.Error
-			if !errors.Is(err, want) || !errors.As(err, &we) {
-				t.Fatalf("Run = %v, want a *weir.Error matching %v", err, want)
-			}
-			if took > 5*time.Second {
-				t.Fatalf("Run took %v to fail, want < 5s", took)
-			}
 			repeats := tc.repeats
 			if testing.Short() {
 				repeats = 50
 			}
-			// Warm up pools and lazily started package goroutines, then take
-			// the baseline.
-			for range 5 {
-				runOnce(t, opts)
-			}
-			baseline := goleak.IgnoreCurrent()
-			heap0 := heapInUse()
-			var slowest time.Duration
-			for i := range repeats {
-				err, took := runOnce(t, opts)
-				if !errors.Is(err, want) {
-					t.Fatalf("run %d: Run = %v, want %v", i, err, want)
-				}
-				slowest = max(slowest, took)
-			}
-			if slowest > 5*time.Second {
-				t.Fatalf("slowest of %d runs took %v, want < 5s", repeats, slowest)
-			}
-			if err := goleak.Find(baseline); err != nil {
-				t.Fatalf("goroutines left after %d runs: %v", repeats, err)
-			}
-			heap1 := heapInUse()
-			t.Logf("%d runs: slowest %v; heap in use %d KiB -> %d KiB", repeats, slowest.Round(time.Millisecond), heap0>>10, heap1>>10)
-			// The fake broker shares this heap: kfake's control function
-			// (answerSASLFailures) remembers every connection it saw, about
-			// 1 KiB per run; the bound leaves room for that.
-			if heap1 > heap0+8<<20 {
-				t.Fatalf("heap grew from %d to %d bytes over %d runs", heap0, heap1, repeats)
-			}
+			checkFailsFastWithoutLeaks(t, opts, want, repeats)
 		})
 	}
 }
+
+func goleakBaseline() goleak.Option { return goleak.IgnoreCurrent() }
+
+func goleakFind(baseline goleak.Option) error { return goleak.Find(baseline) }
 
 func heapInUse() uint64 {
 	var ms runtime.MemStats
