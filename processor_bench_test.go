@@ -15,11 +15,17 @@ import (
 // instances next to one that owns all 32 partitions to a balanced
 // assignment (4 partitions each). Target: under 2s.
 func BenchmarkProcessorBalance1To8(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) { benchBalance1To8(b, be) })
+	}
+}
+
+func benchBalance1To8(b *testing.B, be backend) {
 	const partitions = 32
 	var total time.Duration
 	for i := range b.N {
 		b.StopTimer()
-		seeds := testBroker(b, partitions, "bal")
+		seeds := be.start(b, partitions, "bal")
 		opts := []weir.ProcessorOpt{weir.Brokers(seeds...), weir.Topic("bal"), weir.Group(fmt.Sprint("bal", i)),
 			weir.Logger(quietLogger()), fastGroup()}
 		noop := weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
@@ -45,8 +51,14 @@ func BenchmarkProcessorBalance1To8(b *testing.B) {
 // reports the processor's throughput as a ratio of the bare consumer's.
 // Target: ratio >= 0.8.
 func BenchmarkProcessorThroughput(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) { benchThroughput(b, be) })
+	}
+}
+
+func benchThroughput(b *testing.B, be backend) {
 	const events, partitions = 1_000_000, 8
-	seeds := testBroker(b, partitions, "tput")
+	seeds := be.start(b, partitions, "tput")
 	produceN(b, seeds, "tput", nil, events, func(i int) string { return fmt.Sprint(i % 1000) })
 	var bareTotal, procTotal time.Duration
 	for i := range b.N {
