@@ -313,8 +313,8 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 	}
 }
 
-// dispatch hands one partition's fetched records to its runner, waiting
-// while the runner's queue is full.
+// dispatch hands one partition's fetched records to its runner. It never
+// blocks: a runner that falls behind pauses its partition's fetching.
 func (p *Processor) dispatch(ctx context.Context, cl *kgo.Client, fp kgo.FetchTopicPartition) {
 	p.mu.Lock()
 	r := p.mu.runners[fp.Partition]
@@ -327,11 +327,7 @@ func (p *Processor) dispatch(ctx context.Context, cl *kgo.Client, fp kgo.FetchTo
 		return // not ours (any more); the records are fetched again by the owner
 	}
 	r.setHighWatermark(fp.HighWatermark)
-	select {
-	case r.in <- fp.Records:
-	case <-r.exited:
-	case <-ctx.Done():
-	}
+	r.enqueue(fp.Records)
 }
 
 // reopenFenced handles records arriving for a partition whose checkpoint

@@ -26,7 +26,6 @@ type partitionRunner struct {
 	cl      *kgo.Client
 	h       Handler
 	tp      TopicPartition
-	in      chan []*kgo.Record
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stopCh  chan struct{}
@@ -58,6 +57,19 @@ type partitionRunner struct {
 		count int
 	}
 
+	// queue holds fetched batches waiting for the runner. The poll loop
+	// never blocks on it (a blocked poll loop would hold up rebalances);
+	// instead the partition's fetching is paused while the queue is above
+	// queueHigh records and resumed below queueLow.
+	queue struct {
+		sync.Mutex
+		batches [][]*kgo.Record
+		records int
+		paused  bool
+		closed  bool // stopping or halted: drop what comes
+	}
+	notify chan struct{} // a batch was queued (capacity 1)
+
 	mu struct {
 		sync.Mutex
 		tracker     offsetTracker
@@ -70,7 +82,7 @@ func newPartitionRunner(p *Processor, cl *kgo.Client, h Handler, tp TopicPartiti
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &partitionRunner{
 		p: p, cl: cl, h: h, tp: tp,
-		in:      make(chan []*kgo.Record, 2),
+		notify:  make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
 		stopCh:  make(chan struct{}),
@@ -85,7 +97,70 @@ func newPartitionRunner(p *Processor, cl *kgo.Client, h Handler, tp TopicPartiti
 	return r
 }
 
-func (r *partitionRunner) requestStop() { r.stopped.Do(func() { close(r.stopCh) }) }
+func (r *partitionRunner) requestStop() {
+	r.stopped.Do(func() {
+		r.closeQueue()
+		close(r.stopCh)
+	})
+}
+
+// Queue bounds, in records.
+const (
+	queueHigh = 8192
+	queueLow  = 2048
+)
+
+// enqueue hands a fetched batch to the runner without blocking, pausing the
+// partition's fetching if the runner is behind.
+func (r *partitionRunner) enqueue(batch []*kgo.Record) {
+	q := &r.queue
+	q.Lock()
+	if q.closed {
+		q.Unlock()
+		return
+	}
+	q.batches = append(q.batches, batch)
+	q.records += len(batch)
+	if q.records >= queueHigh && !q.paused {
+		q.paused = true
+		r.cl.PauseFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
+	}
+	q.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the next queued batch, resuming fetching once the queue is
+// low again.
+func (r *partitionRunner) take() ([]*kgo.Record, bool) {
+	q := &r.queue
+	q.Lock()
+	defer q.Unlock()
+	if len(q.batches) == 0 {
+		return nil, false
+	}
+	b := q.batches[0]
+	q.batches[0] = nil
+	q.batches = q.batches[1:]
+	q.records -= len(b)
+	if q.paused && q.records <= queueLow && !q.closed {
+		q.paused = false
+		r.cl.ResumeFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
+	}
+	return b, true
+}
+
+// closeQueue drops what is queued and what comes later. The records are
+// not processed and not checkpointed: the next owner (or this one, after a
+// new assignment) fetches them again.
+func (r *partitionRunner) closeQueue() {
+	q := &r.queue
+	q.Lock()
+	q.closed, q.batches, q.records = true, nil, 0
+	q.Unlock()
+}
 
 func (r *partitionRunner) stopping() bool {
 	select {
@@ -140,16 +215,11 @@ func (r *partitionRunner) run() {
 	}
 }
 
-// discard drops incoming records until stopped, so the poll loop never
-// blocks on a partition that does not process.
+// discard waits for the stop request of a partition that does not process
+// (failed open, or stopped by the StopPartition policy).
 func (r *partitionRunner) discard() {
-	for {
-		select {
-		case <-r.stopCh:
-			return
-		case <-r.in:
-		}
-	}
+	r.closeQueue()
+	<-r.stopCh
 }
 
 // runSerial processes events one at a time in offset order. The completed
@@ -158,41 +228,45 @@ func (r *partitionRunner) discard() {
 func (r *partitionRunner) runSerial() {
 	defer r.publish()
 	for {
-		select {
-		case <-r.stopCh:
+		if r.stopping() {
 			return
-		case batch := <-r.in:
-			if r.halted.Load() {
-				continue
-			}
-			batch = r.skipSeen(batch)
-			for _, rec := range batch {
-				if r.stopping() {
-					return // the rest stays unprocessed and uncommitted
-				}
-				r.seq++
-				timed, weight := true, uint64(1)
-				if r.fast {
-					timed, weight = r.seq%sampleEvery == 0, sampleEvery
-				}
-				out, took := r.process(rec, timed, weight)
-				if timed {
-					r.fast = took < fastHandler
-				}
-				switch out {
-				case outcomeCompleted:
-					r.done.next, r.done.epoch = rec.Offset+1, rec.LeaderEpoch
-					r.done.count++
-				case outcomeHalted:
-					r.publish()
-					r.discard()
-					return
-				case outcomeCanceled:
-					return
-				}
-			}
-			r.publish()
 		}
+		batch, ok := r.take()
+		if !ok {
+			select {
+			case <-r.stopCh:
+				return
+			case <-r.notify:
+			}
+			continue
+		}
+		batch = r.skipSeen(batch)
+		for _, rec := range batch {
+			if r.stopping() {
+				return // the rest stays unprocessed and uncommitted
+			}
+			r.seq++
+			timed, weight := true, uint64(1)
+			if r.fast {
+				timed, weight = r.seq%sampleEvery == 0, sampleEvery
+			}
+			out, took := r.process(rec, timed, weight)
+			if timed {
+				r.fast = took < fastHandler
+			}
+			switch out {
+			case outcomeCompleted:
+				r.done.next, r.done.epoch = rec.Offset+1, rec.LeaderEpoch
+				r.done.count++
+			case outcomeHalted:
+				r.publish()
+				r.discard()
+				return
+			case outcomeCanceled:
+				return
+			}
+		}
+		r.publish()
 	}
 }
 
@@ -273,9 +347,18 @@ func (r *partitionRunner) runConcurrent(n int) {
 			}
 			return
 		}
-		var inCh <-chan []*kgo.Record
-		if !stopping && !halted && sched.len() < r.p.cfg.maxInFlight {
-			inCh = r.in
+		var notify <-chan struct{}
+		if !stopping && !halted {
+			for sched.len() < r.p.cfg.maxInFlight {
+				batch, ok := r.take()
+				if !ok {
+					break
+				}
+				r.schedule(&sched, batch)
+			}
+			if sched.len() < r.p.cfg.maxInFlight {
+				notify = r.notify
+			}
 		}
 		var workCh chan<- *kgo.Record
 		next, ok := sched.peek()
@@ -285,16 +368,7 @@ func (r *partitionRunner) runConcurrent(n int) {
 		select {
 		case <-stopCh:
 			stopping, stopCh = true, nil
-		case batch := <-inCh:
-			batch = r.skipSeen(batch)
-			r.mu.Lock()
-			for _, rec := range batch {
-				r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
-			}
-			r.mu.Unlock()
-			for _, rec := range batch {
-				sched.add(rec)
-			}
+		case <-notify:
 		case workCh <- next:
 			sched.next()
 			inflight++
@@ -308,6 +382,19 @@ func (r *partitionRunner) runConcurrent(n int) {
 				halted = true
 			}
 		}
+	}
+}
+
+// schedule adds a fetched batch to the tracker and the key scheduler.
+func (r *partitionRunner) schedule(sched *keyScheduler, batch []*kgo.Record) {
+	batch = r.skipSeen(batch)
+	r.mu.Lock()
+	for _, rec := range batch {
+		r.mu.tracker.dispatched(rec.Offset, rec.LeaderEpoch)
+	}
+	r.mu.Unlock()
+	for _, rec := range batch {
+		sched.add(rec)
 	}
 }
 
@@ -374,6 +461,7 @@ const (
 // again.
 func (r *partitionRunner) halt(rec *kgo.Record, err error, attempts int) outcome {
 	r.halted.Store(true)
+	r.closeQueue()
 	r.cl.PauseFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
 	r.p.log.Error("handler failed; partition stopped (StopPartition policy)",
 		"partition", r.tp.Partition, "offset", rec.Offset, "attempts", attempts, "err", err)
