@@ -88,6 +88,8 @@ type Processor struct {
 	shuttingDown atomic.Bool
 	readyOnce    sync.Once
 	commitNow    chan struct{}
+	queued       atomic.Int64  // records waiting in runners' queues
+	queueWake    chan struct{} // queued fell below pollHigh (capacity 1)
 	counters     processorCounters
 
 	// commitMu serializes commits, so that a periodic commit never lands
@@ -130,6 +132,7 @@ func NewProcessor(opts ...ProcessorOpt) (*Processor, error) {
 		log:       cfg.client.logger.With("group", cfg.group, "topic", cfg.client.topic),
 		ready:     make(chan struct{}),
 		commitNow: make(chan struct{}, 1),
+		queueWake: make(chan struct{}, 1),
 	}
 	p.mu.runners = make(map[int32]*partitionRunner)
 	p.mu.fenced = make(map[int32]bool)
@@ -296,6 +299,9 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		if err := p.takeFatal(); err != nil {
 			return err
 		}
+		if !p.waitQueues(ctx) {
+			return nil
+		}
 		if transient == nil {
 			backoff = 0
 			continue
@@ -328,6 +334,37 @@ func (p *Processor) dispatch(ctx context.Context, cl *kgo.Client, fp kgo.FetchTo
 	}
 	r.setHighWatermark(fp.HighWatermark)
 	r.enqueue(fp.Records)
+}
+
+// waitQueues holds the next poll while the runners are behind, outside
+// the poll so that rebalances are not blocked. It returns false if ctx
+// ended.
+func (p *Processor) waitQueues(ctx context.Context) bool {
+	for p.queued.Load() > pollHigh {
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-p.queueWake:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		t.Stop()
+	}
+	return true
+}
+
+// dequeued accounts for n records leaving the runners' queues.
+func (p *Processor) dequeued(n int) {
+	if n == 0 {
+		return
+	}
+	if left := p.queued.Add(-int64(n)); left <= pollHigh && left+int64(n) > pollHigh {
+		select {
+		case p.queueWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // reopenFenced handles records arriving for a partition whose checkpoint

@@ -104,10 +104,14 @@ func (r *partitionRunner) requestStop() {
 	})
 }
 
-// Queue bounds, in records.
+// Queue bounds, in records. The poll loop stops polling while all runners
+// together hold more than pollHigh records (kgo keeps buffering, nothing is
+// dropped), and a runner pauses its own partition above queueHigh: that
+// only happens when one partition is much slower than the others.
 const (
-	queueHigh = 8192
-	queueLow  = 2048
+	pollHigh  = 8000
+	queueHigh = 16384
+	queueLow  = 4096
 )
 
 // enqueue hands a fetched batch to the runner without blocking, pausing the
@@ -121,6 +125,7 @@ func (r *partitionRunner) enqueue(batch []*kgo.Record) {
 	}
 	q.batches = append(q.batches, batch)
 	q.records += len(batch)
+	r.p.queued.Add(int64(len(batch)))
 	if q.records >= queueHigh && !q.paused {
 		q.paused = true
 		r.cl.PauseFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
@@ -145,6 +150,7 @@ func (r *partitionRunner) take() ([]*kgo.Record, bool) {
 	q.batches[0] = nil
 	q.batches = q.batches[1:]
 	q.records -= len(b)
+	r.p.dequeued(len(b))
 	if q.paused && q.records <= queueLow && !q.closed {
 		q.paused = false
 		r.cl.ResumeFetchPartitions(map[string][]int32{r.tp.Topic: {r.tp.Partition}})
@@ -158,6 +164,7 @@ func (r *partitionRunner) take() ([]*kgo.Record, bool) {
 func (r *partitionRunner) closeQueue() {
 	q := &r.queue
 	q.Lock()
+	r.p.dequeued(q.records)
 	q.closed, q.batches, q.records = true, nil, 0
 	q.Unlock()
 }
