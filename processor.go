@@ -164,12 +164,17 @@ func (p *Processor) Run(ctx context.Context, h Handler) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
+	// The handler must be in place before the client exists: the group
+	// may assign partitions as soon as it does.
+	p.mu.Lock()
+	p.mu.handler = h
+	p.mu.Unlock()
 	cl, err := kgo.NewClient(p.kgoOpts()...)
 	if err != nil {
 		return &Error{Kind: ErrInvalidConfig, Topic: p.cfg.client.topic, Err: err}
 	}
 	p.mu.Lock()
-	p.mu.cl, p.mu.handler = cl, h
+	p.mu.cl = cl
 	p.mu.Unlock()
 
 	commitCtx, stopCommitter := context.WithCancel(ctx)
