@@ -210,3 +210,61 @@ func checkMetrics(t *testing.T, p *weir.Processor, processed, partitions int) {
 	value("weir_processor_handler_failures_total")
 	value("weir_processor_events_dead_lettered_total")
 }
+
+// TestProcessorStartPositions checks where partitions without a checkpoint
+// start: explicit offsets, latest, and by timestamp.
+func TestProcessorStartPositions(t *testing.T) {
+	seeds := testBroker(t, 2, "start")
+	produceTo(t, seeds, "start", 0, nil, values("old", 10)...)
+	produceTo(t, seeds, "start", 1, nil, values("old", 10)...)
+	time.Sleep(20 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	produceTo(t, seeds, "start", 0, nil, values("new", 5)...)
+	produceTo(t, seeds, "start", 1, nil, values("new", 5)...)
+
+	first := func(name string, opts ...weir.ProcessorOpt) map[int32]int64 {
+		t.Helper()
+		var mu sync.Mutex
+		got := map[int32]int64{}
+		h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, ok := got[e.Partition]; !ok {
+				got[e.Partition] = e.Offset
+			}
+			return nil
+		})
+		in := startInstance(t, name, h, append([]weir.ProcessorOpt{weir.Brokers(seeds...), weir.Topic("start"),
+			weir.Group(name), weir.Logger(quietLogger()), fastGroup()}, opts...)...)
+		<-in.p.Ready()
+		// Keep producing: a "latest" start is resolved just after
+		// assignment, possibly after an event produced now.
+		waitFor(t, 10*time.Second, name+" processed both partitions", func() bool {
+			mu.Lock()
+			n := len(got)
+			mu.Unlock()
+			if n < 2 {
+				produceTo(t, seeds, "start", 0, nil, "after")
+				produceTo(t, seeds, "start", 1, nil, "after")
+			}
+			return n == 2
+		})
+		in.stop(t)
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+	check := func(name string, got map[int32]int64, want0, want1 int64) {
+		t.Helper()
+		if got[0] != want0 || got[1] != want1 {
+			t.Errorf("%s: first offsets %v, want partition 0 at %d, 1 at %d", name, got, want0, want1)
+		}
+	}
+	got := first("explicit", weir.StartOffsets(map[int32]int64{0: 7}), weir.StartFrom(weir.StartLatest()))
+	if got[0] != 7 || got[1] < 15 {
+		t.Errorf("explicit offsets: first offsets %v, want partition 0 at 7 (explicit), 1 at >= 15 (latest)", got)
+	}
+	check("time", first("time", weir.StartFrom(weir.StartAtTime(mid))), 10, 10)
+	check("earliest", first("earliest"), 0, 0)
+}
