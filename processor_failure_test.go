@@ -269,6 +269,11 @@ func misconfigured(t testing.TB, kind string) ([]weir.ProcessorOpt, error) {
 		c := kfakeCluster(t, kfake.SeedTopics(1, "t"), kfake.EnableSASL(), kfake.Superuser("PLAIN", "admin", "secret"))
 		answerSASLFailures(c, "secret")
 		return append(base, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("admin", "wrong")), weir.ErrAuthentication
+	case "session timeout out of bounds":
+		// Brokers accept session timeouts between 6s and 30min by default.
+		c := kfakeCluster(t, kfake.SeedTopics(1, "t"))
+		return append(base, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"),
+			weir.KgoOpts(kgo.SessionTimeout(time.Second))), weir.ErrInvalidConfig
 	case "refused group":
 		// The user may read the topic but not use the group.
 		c := kfakeCluster(t, kfake.SeedTopics(1, "t"), kfake.EnableSASL(), kfake.EnableACLs(),
@@ -336,6 +341,7 @@ func TestProcessorMisconfigurationIsFastAndLeakFree(t *testing.T) {
 		{"unknown topic", 1000},
 		{"bad credentials", 1000},
 		{"refused group", 1000},
+		{"session timeout out of bounds", 1000},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			opts, want := misconfigured(t, tc.kind)
