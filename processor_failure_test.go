@@ -366,3 +366,52 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
 }
+
+// TestProcessorDrainTimeoutCancelsStuckEvents has instance a stuck on an
+// event (its handler waits for ctx) when instance b joins: the handoff
+// cancels the stuck event after DrainTimeout, commits only what completed,
+// and b processes the event. Nothing is lost.
+func TestProcessorDrainTimeoutCancelsStuckEvents(t *testing.T) {
+	seeds := testBroker(t, 2, "stuck")
+	l := newLedger()
+	for p := range int32(2) {
+		produceTo(t, seeds, "stuck", p, l, "ok-1", "ok-2", "stuck", "ok-3")
+	}
+	stuckStarted := make(chan struct{}, 2)
+	aHandler := &recordingHandler{HandlerFunc: func(ctx context.Context, e *kgo.Record) error {
+		if string(e.Value) == "stuck" {
+			stuckStarted <- struct{}{}
+			<-ctx.Done() // never finishes on its own
+			return ctx.Err()
+		}
+		l.record("a", e.Partition, e.Offset)
+		return nil
+	}}
+	opts := []weir.ProcessorOpt{weir.Brokers(seeds...), weir.Topic("stuck"), weir.Group("stuck"),
+		weir.Logger(quietLogger()), fastGroup(), weir.DrainTimeout(300 * time.Millisecond)}
+	a := startInstance(t, "a", aHandler, opts...)
+	<-stuckStarted
+	<-stuckStarted
+	b := startInstance(t, "b", l.handler("b"), opts...)
+	waitBalanced(t, []*instance{a, b}, 2, 30*time.Second)
+	a.stop(t) // the other stuck event: canceled after the drain timeout at shutdown too
+	l.waitAllProcessed(t, 30*time.Second)
+	b.stop(t)
+
+	lost, twice, _ := l.result()
+	if lost != 0 || twice != 0 {
+		t.Fatalf("lost %d, processed twice %d; want 0, 0", lost, twice)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p := range int32(2) {
+		if who := l.processed[eventID{p, 2}]; len(who) != 1 || who[0] != "b" {
+			t.Errorf("partition %d: stuck event processed by %v, want b once", p, who)
+		}
+	}
+	aHandler.mu.Lock()
+	defer aHandler.mu.Unlock()
+	if aHandler.closes[weir.Rebalanced] != 1 || aHandler.closes[weir.Shutdown] != 1 {
+		t.Errorf("a's closes %v, want one Rebalanced (handoff to b) and one Shutdown", aHandler.closes)
+	}
+}
