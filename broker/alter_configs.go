@@ -9,8 +9,9 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// errBrokerConfigReadOnly answers attempts to alter broker configs.
-var errBrokerConfigReadOnly = errors.New("weir: broker configs are read-only; restart with new settings")
+// errBrokerConfigReadOnly answers attempts to alter static broker configs.
+// Only the throughput-unit settings (weir.*) change at runtime.
+var errBrokerConfigReadOnly = errors.New("weir: broker config is read-only; restart with new settings")
 
 // handleAlterConfigs replaces all of a topic's overrides with the given
 // configs (the legacy, non-incremental semantics).
@@ -19,6 +20,12 @@ func (b *Broker) handleAlterConfigs(_ context.Context, _ *header, req *kmsg.Alte
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == kmsg.ConfigResourceTypeBroker {
+			code, err := b.replaceQuotaConfigs(rr.ResourceName, rr.Configs, req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		set := make(map[string]string, len(rr.Configs))
 		for _, c := range rr.Configs {
 			if c.Value != nil {

@@ -105,5 +105,6 @@ type Config struct {
 //   func Start(cfg Config) (*Broker, error)  // opens the log, listens, serves in background goroutines
 //   func (b *Broker) Addr() string           // actual "host:port" (useful with port 0)
 //   func (b *Broker) Log() *storage.Log
+//   func (b *Broker) MetricsHandler() http.Handler // Prometheus text format of the broker's metrics
 //   func (b *Broker) Close() error           // stops accepting, closes connections, waits for every
 //                                            // goroutine, flushes and closes the log. Idempotent.

@@ -201,7 +201,9 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, logger: cfg.Logger, clusterID: clusterID, producers: producers}
-	b.metrics = newMetrics(b, cfg.Metrics)
+	if b.metrics, err = newMetrics(b, cfg.Metrics); err != nil {
+		return nil, err
+	}
 	if b.quota, err = openThroughput(cfg, cfg.Logger, b.metrics); err != nil {
 		return nil, err
 	}

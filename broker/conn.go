@@ -131,6 +131,11 @@ func (c *conn) readLoop() {
 			c.debugClose("read", err)
 			return
 		}
+		// Again: a fetch's throttle is set by the writer, possibly while
+		// this goroutine was already waiting for the next request.
+		if !c.waitBeforeRead() {
+			return
+		}
 		start := time.Now()
 		p, err := c.b.handleFrame(c.ctx, frame)
 		if err != nil {
@@ -167,8 +172,9 @@ func readFrame(r io.Reader, n int) ([]byte, error) {
 }
 
 // waitBeforeRead is the single place where reading a connection's next
-// request can be delayed (throughput-unit throttling). It returns false if
-// the connection is closing.
+// request can be delayed (throughput-unit throttling, KIP-219): it waits
+// out the connection's hold, before reading a request and again before
+// handling it. It returns false if the connection is closing.
 func (c *conn) waitBeforeRead() bool {
 	if d := time.Until(time.Unix(0, c.holdUntil.Load())); d > 0 {
 		t := time.NewTimer(d)

@@ -32,6 +32,20 @@ type metrics struct {
 	produceLatency, fetchLatency prometheus.Histogram
 
 	topics sync.Map // topic name -> *topicMetrics
+
+	// groups feeds the consumer group lag metric; nil until a group
+	// coordinator exists. Set in Start, before the broker serves.
+	groups committedOffsets
+}
+
+// committedOffsets is what the consumer group lag metric needs from the
+// group coordinator: every group's committed offsets, read at scrape time.
+//
+// TODO(group): have the coordinator implement it and set
+// b.metrics.groups in Start; weir_consumer_group_lag then appears.
+type committedOffsets interface {
+	// EachCommitted calls fn once per committed offset of every group.
+	EachCommitted(fn func(group, topic string, partition int32, offset int64))
 }
 
 // topicMetrics are one topic's pre-resolved counters.
@@ -44,11 +58,21 @@ type topicMetrics struct {
 // latencyBuckets span 100µs to ~26s, doubling.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 19)
 
-func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
+// newMetrics registers the broker's metrics on reg. It fails if reg
+// already has them (one registry shared by two brokers).
+func newMetrics(b *Broker, reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{reg: reg}
+	var errs []error
+	register := func(cs ...prometheus.Collector) {
+		for _, c := range cs {
+			if err := reg.Register(c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		reg.MustRegister(c)
+		register(c)
 		return c
 	}
 	m.inMessages = counterVec("weir_topic_incoming_messages_total", "Records appended by produce requests.", "topic")
@@ -80,9 +104,11 @@ func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
 		Help:    "Time from reading a fetch request to its response being ready (includes the long-poll wait).",
 		Buckets: latencyBuckets,
 	})
-	reg.MustRegister(m.produceLatency, m.fetchLatency)
-	reg.MustRegister(&brokerCollector{b: b})
-	return m
+	register(m.produceLatency, m.fetchLatency, &brokerCollector{b: b})
+	if len(errs) > 0 {
+		return nil, &ConfigError{"Metrics", "registering the broker's metrics: " + errs[0].Error()}
+	}
+	return m, nil
 }
 
 // topic returns the topic's counters, resolving them on first use.
@@ -150,14 +176,13 @@ var (
 		"First offset still stored in a partition.", []string{"topic", "partition"}, nil)
 	descLogSize = prometheus.NewDesc("weir_partition_size_bytes",
 		"Bytes of segment files of a partition.", []string{"topic", "partition"}, nil)
-	// TODO(group): consumer group lag per partition. When group/ lands,
-	// add weir_consumer_group_lag{group,topic,partition} here: for each
-	// group's committed offset, log end offset minus committed offset,
-	// read at scrape time like the offsets above.
+	descGroupLag = prometheus.NewDesc("weir_consumer_group_lag",
+		"Records a consumer group has yet to commit on a partition: log end offset minus committed offset.",
+		[]string{"group", "topic", "partition"}, nil)
 )
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descUnits, descUnitsMax, descTopicUnits, descLogEnd, descLogStart, descLogSize} {
+	for _, d := range []*prometheus.Desc{descConnections, descUnits, descUnitsMax, descTopicUnits, descLogEnd, descLogStart, descLogSize, descGroupLag} {
 		ch <- d
 	}
 }
@@ -194,4 +219,17 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.Size()), t.Name(), part)
 		}
 	}
+
+	if b.metrics.groups == nil {
+		return
+	}
+	b.metrics.groups.EachCommitted(func(group, topic string, partition int32, offset int64) {
+		p, err := b.partition(topic, partition)
+		if err != nil {
+			return // deleted since the commit
+		}
+		lag := max(p.HighWatermark()-offset, 0)
+		ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(lag),
+			group, topic, strconv.Itoa(int(partition)))
+	})
 }

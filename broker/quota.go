@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,7 +92,7 @@ func openThroughput(cfg Config, logger *slog.Logger, m *metrics) (*throughput, e
 	return q, nil
 }
 
-func (q *throughput) path() string { return q.dir + "/" + quotaStateFile }
+func (q *throughput) path() string { return filepath.Join(q.dir, quotaStateFile) }
 
 // record records usage on one topic of a request and returns the throttle.
 func (q *throughput) record(d quota.Direction, topic string, bytes, events int64) time.Duration {
@@ -109,7 +110,7 @@ func (q *throughput) record(d quota.Direction, topic string, bytes, events int64
 	return th
 }
 
-// throttled counts a request answered with throttle th, touching topics.
+// throttled counts a request answered with throttle th.
 func (q *throughput) throttled(d quota.Direction, th time.Duration) {
 	q.metrics.throttled[d].Inc()
 	q.metrics.throttleSeconds[d].Add(th.Seconds())
@@ -154,6 +155,13 @@ func (q *throughput) persistLocked() error {
 	return writeFileAtomic(q.fs, q.dir, quotaStateFile, append(data, '\n'))
 }
 
+// overrideKeys returns the keys of the dynamic configs set at runtime.
+func (q *throughput) overrideKeys() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Sorted(maps.Keys(q.mu.overrides))
+}
+
 // alter applies set and del to the dynamic overrides: validated, persisted,
 // then put in force at once. On error nothing changes.
 func (q *throughput) alter(set map[string]string, del []string, validateOnly bool) error {
@@ -178,9 +186,12 @@ func (q *throughput) alter(set map[string]string, del []string, validateOnly boo
 	q.mu.Lock()
 	prev := q.mu.overrides
 	q.mu.overrides = next
-	err = q.mu.ns.SetConfig(cfg, time.Now())
+	now := time.Now()
+	err = q.mu.ns.SetConfig(cfg, now)
 	if err != nil {
 		q.mu.overrides = prev
+	} else if _, ok := set[keyUnits]; ok {
+		q.mu.ns.ResetUnits(now) // an explicit count undoes auto-inflate's raises
 	}
 	changes := q.mu.ns.TakeChanges()
 	q.limited.Store(q.mu.ns.Limited())
@@ -449,4 +460,29 @@ func (b *Broker) alterQuotaConfigs(name string, ops []kmsg.IncrementalAlterConfi
 	default:
 		return kerr.KafkaStorageError.Code, fmt.Errorf("weir: throughput settings applied but not persisted: %w", err)
 	}
+}
+
+// replaceQuotaConfigs applies the legacy AlterConfigs on the BROKER
+// resource: the given keys become the dynamic configs, and every other
+// dynamic config is deleted.
+func (b *Broker) replaceQuotaConfigs(name string, configs []kmsg.AlterConfigsRequestResourceConfig, validateOnly bool) (int16, error) {
+	var ops []kmsg.IncrementalAlterConfigsRequestResourceConfig
+	given := map[string]bool{}
+	for _, c := range configs {
+		op := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		op.Name, op.Value, op.Op = c.Name, c.Value, kmsg.IncrementalAlterConfigOpSet
+		if c.Value == nil {
+			op.Op = kmsg.IncrementalAlterConfigOpDelete
+		}
+		ops = append(ops, op)
+		given[c.Name] = true
+	}
+	for _, k := range b.quota.overrideKeys() {
+		if !given[k] {
+			op := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			op.Name, op.Op = k, kmsg.IncrementalAlterConfigOpDelete
+			ops = append(ops, op)
+		}
+	}
+	return b.alterQuotaConfigs(name, ops, validateOnly)
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -226,6 +228,23 @@ func TestThroughputUnitsAtRuntime(t *testing.T) {
 	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units"); v != "0" {
 		t.Fatalf("after deleting the override weir.throughput.units = %s, want the static 0", v)
 	}
+
+	// Legacy AlterConfigs replaces every dynamic config.
+	rs, err = adm.AlterBrokerConfigsState(testCtx(t), []kadm.AlterConfig{{Name: "weir.throughput.units", Value: ptrTo("5")}}, 0)
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("AlterConfigs on the broker: %v %v", err, rs)
+	}
+	cs = brokerConfigs(t, adm)
+	if v := configValue(t, cs, "weir.throughput.units"); v != "5" {
+		t.Errorf("after AlterConfigs weir.throughput.units = %s, want 5", v)
+	}
+	if _, ok := cs["weir.topic.throughput.units.orders"]; ok {
+		t.Error("AlterConfigs kept the orders cap it did not name")
+	}
+	rs, err = adm.AlterBrokerConfigsState(testCtx(t), []kadm.AlterConfig{{Name: "weir.throughput.units", Value: ptrTo("-5")}}, 0)
+	if err != nil || !errors.Is(rs[0].Err, kerr.InvalidConfig) {
+		t.Errorf("AlterConfigs with -5 TUs: %v %v, want INVALID_CONFIG", err, rs)
+	}
 }
 
 // TestMetrics produces and consumes with franz-go and scrapes the broker's
@@ -303,4 +322,284 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkProduceFrameLimited is BenchmarkProduceFrame with throughput
+// units on (set high enough never to throttle): the cost of the quota and
+// metrics on the produce path. Compare with BenchmarkProduceFrame.
+func BenchmarkProduceFrameLimited(b *testing.B) {
+	br := startBroker(b, func(c *Config) {
+		c.Sync = storage.SyncNever
+		c.Quota = quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"bench": quota.MaxUnits}}
+	})
+	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
+		b.Fatal(err)
+	}
+	req := produceReq("bench", 0, recordBatch("0123456789", "abcdefghij"))
+	req.Acks = 1
+	frame := frameOf(req, 1)[4:]
+	buf := make([]byte, len(frame))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		copy(buf, frame)
+		p, err := br.handleFrame(ctx, buf)
+		if err != nil || p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
+			b.Fatalf("produce failed: %v", err)
+		}
+	}
+}
+
+// TestQuotaAddsNoAllocations checks that throughput units and metrics cost
+// the produce path no allocation: a produce with TUs on allocates no more
+// than one with the default (unlimited) config.
+func TestQuotaAddsNoAllocations(t *testing.T) {
+	allocs := func(q quota.Config) float64 {
+		br := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota = q })
+		req := produceReq("allocs", 0, recordBatch("0123456789", "abcdefghij"))
+		req.Acks = 1
+		frame := frameOf(req, 1)[4:]
+		buf := make([]byte, len(frame))
+		ctx := context.Background()
+		copy(buf, frame)
+		br.handleFrame(ctx, buf) // create the topic, resolve its metrics
+		return testing.AllocsPerRun(200, func() {
+			copy(buf, frame)
+			if _, err := br.handleFrame(ctx, buf); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	base := allocs(quota.Config{})
+	limited := allocs(quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"allocs": quota.MaxUnits}})
+	if limited > base {
+		t.Errorf("produce allocates %v times with TUs on, %v without", limited, base)
+	}
+}
+
+// TestFetchThrottled reads 900 KiB batches on 1 TU (2 MiB/s out): once the
+// bucket is used up, fetch responses carry a throttle and the broker holds
+// back the connection's next read for it.
+func TestFetchThrottled(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
+	if _, err := b.Log().CreateTopic("out", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.partition("out", 0)
+	const n = 5
+	for range n {
+		if _, err := p.Append(recordBatch(strings.Repeat("y", 900<<10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := dialRaw(t, b)
+	var prev time.Duration
+	throttled := 0
+	for off := range int64(n) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		req.SessionEpoch = -1
+		req.MaxBytes = 1 << 20
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = off, 1<<20
+		req.Topics = []kmsg.FetchRequestTopic{{Topic: "out", Partitions: []kmsg.FetchRequestTopicPartition{rp}}}
+		start := time.Now()
+		resp := r.roundTrip(req).(*kmsg.FetchResponse)
+		if el := time.Since(start); el < prev-20*time.Millisecond {
+			t.Errorf("fetch %d answered %v after sending; the previous throttle was %v", off, el, prev)
+		}
+		if got := countRecords(resp.Topics[0].Partitions[0].RecordBatches); got != 1 {
+			t.Fatalf("fetch %d returned %d records, want 1 (served despite the quota)", off, got)
+		}
+		prev = time.Duration(resp.ThrottleMillis) * time.Millisecond
+		if prev > 0 {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Errorf("%d x 900 KiB fetched at once on 2 MiB/s egress, none throttled", n)
+	}
+	m := scrapeHandler(t, b)
+	if m[`weir_throttled_requests_total{direction="egress"}`] != float64(throttled) {
+		t.Errorf("weir_throttled_requests_total{direction=\"egress\"} = %v, %d fetches throttled",
+			m[`weir_throttled_requests_total{direction="egress"}`], throttled)
+	}
+}
+
+func scrapeHandler(t *testing.T, b *Broker) map[string]float64 {
+	srv := httptest.NewServer(b.MetricsHandler())
+	defer srv.Close()
+	return scrape(t, srv.URL)
+}
+
+// TestSharedMetricsRegistry: a second broker on the same registry is a
+// config error, not a panic.
+func TestSharedMetricsRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	startBroker(t, func(c *Config) { c.Metrics = reg })
+	_, err := Start(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger(), Metrics: reg})
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("second broker on one registry: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestInflatedUnitsSurviveRestart: TUs raised by auto-inflate are the TU
+// count, kept across a restart (as in Event Hubs); 'weir tu set' of the
+// count puts it back.
+func TestInflatedUnitsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(), Sync: storage.SyncNever,
+		Quota: quota.Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 3, Window: 200 * time.Millisecond}}
+	b, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := dialRaw(t, b)
+	value := strings.Repeat("z", 900<<10)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		r.roundTrip(produceReq("hot", 0, recordBatch(value)))
+		if units, _ := b.quota.current(); units == 3 {
+			break
+		}
+	}
+	units, _ := b.quota.current()
+	r.c.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if units != 3 {
+		t.Fatalf("auto-inflate reached %d TUs under overload, want the max 3", units)
+	}
+	b, err = Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	adm := newAdmin(t, b)
+	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units.current"); v != "3" {
+		t.Fatalf("after restart weir.throughput.units.current = %s, want the inflated 3", v)
+	}
+	if err := alterBroker(t, adm, "weir.throughput.units", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v := configValue(t, brokerConfigs(t, adm), "weir.throughput.units.current"); v != "1" {
+		t.Fatalf("after setting 1 TU weir.throughput.units.current = %s, want 1", v)
+	}
+}
+
+// TestTopicCap caps one topic at 1 TU on an otherwise unlimited broker:
+// only that topic is throttled.
+func TestTopicCap(t *testing.T) {
+	b := startBroker(t, func(c *Config) {
+		c.Sync = storage.SyncNever
+		c.Quota.TopicUnits = map[string]int{"capped": 1}
+	})
+	r := dialRaw(t, b)
+	value := strings.Repeat("c", 900<<10)
+	throttled := map[string]int{}
+	for range 3 {
+		for _, topic := range []string{"capped", "free"} {
+			resp := r.roundTrip(produceReq(topic, 0, recordBatch(value))).(*kmsg.ProduceResponse)
+			if resp.ThrottleMillis > 0 {
+				throttled[topic]++
+			}
+		}
+	}
+	if throttled["capped"] == 0 || throttled["free"] != 0 {
+		t.Fatalf("throttled responses per topic %v: want some for capped, none for free", throttled)
+	}
+	m := scrapeHandler(t, b)
+	if m[`weir_topic_throttled_requests_total{direction="ingress",topic="capped"}`] != float64(throttled["capped"]) {
+		t.Errorf("weir_topic_throttled_requests_total for capped = %v, want %d",
+			m[`weir_topic_throttled_requests_total{direction="ingress",topic="capped"}`], throttled["capped"])
+	}
+	if m[`weir_topic_throughput_units{topic="capped"}`] != 1 {
+		t.Errorf("weir_topic_throughput_units{topic=\"capped\"} = %v, want 1", m[`weir_topic_throughput_units{topic="capped"}`])
+	}
+}
+
+// FuzzCountRecords: any bytes as a produce's record set count without a
+// panic, and never more records than whole headers could claim.
+func FuzzCountRecords(f *testing.F) {
+	f.Add(recordBatch("a", "b"))
+	f.Add(append(recordBatch("x"), recordBatch("y", "z")...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, records []byte) {
+		if n := countRecords(records); n < 0 || (len(records) < 61 && n != 0) {
+			t.Fatalf("countRecords of %d bytes = %d", len(records), n)
+		}
+	})
+}
+
+// TestCloseDuringThrottle: a connection held back for seconds does not
+// delay Close.
+func TestCloseDuringThrottle(t *testing.T) {
+	b, err := Start(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger(), Sync: storage.SyncNever,
+		Quota: quota.Config{ThroughputUnits: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Log().CreateTopic("big", 8, nil); err != nil {
+		t.Fatal(err)
+	}
+	// One request of 8 x 900 KiB: ~6 s over the bucket.
+	req := produceReq("big", 0, recordBatch(strings.Repeat("b", 900<<10)))
+	for i := int32(1); i < 8; i++ {
+		rp := req.Topics[0].Partitions[0]
+		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("b", 900<<10))
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	r := dialRaw(t, b)
+	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
+	if resp.ThrottleMillis < 3000 {
+		t.Fatalf("7 MiB at once on 1 TU throttled %d ms, want seconds", resp.ThrottleMillis)
+	}
+	r.write(frameOf(kmsg.NewPtrMetadataRequest(), 99)) // held back
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("Close took %v with a connection held back for %d ms", el, resp.ThrottleMillis)
+	}
+}
+
+// groupOffsets is a fixed set of committed offsets, standing in for the
+// group coordinator that is not built yet.
+type groupOffsets map[string]int64 // "group/topic/partition" -> offset
+
+func (g groupOffsets) EachCommitted(fn func(group, topic string, partition int32, offset int64)) {
+	for k, off := range g {
+		parts := strings.Split(k, "/")
+		p, _ := strconv.Atoi(parts[2])
+		fn(parts[0], parts[1], int32(p), off)
+	}
+}
+
+// TestGroupLagMetric checks the lag metric's hook: log end minus committed.
+func TestGroupLagMetric(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
+	if _, err := b.Log().CreateTopic("lagged", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.partition("lagged", 0)
+	for range 5 {
+		if _, err := p.Append(recordBatch("r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.metrics.groups = groupOffsets{"readers/lagged/0": 2, "readers/lagged/1": 0, "gone/deleted/0": 1}
+	m := scrapeHandler(t, b)
+	for series, want := range map[string]float64{
+		`weir_consumer_group_lag{group="readers",partition="0",topic="lagged"}`: 3,
+		`weir_consumer_group_lag{group="readers",partition="1",topic="lagged"}`: 0,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	if _, ok := m[`weir_consumer_group_lag{group="gone",partition="0",topic="deleted"}`]; ok {
+		t.Error("lag reported for a topic that does not exist")
+	}
 }

@@ -284,6 +284,13 @@ func (n *Namespace) SetConfig(cfg Config, now time.Time) error {
 	return nil
 }
 
+// ResetUnits puts the configured ThroughputUnits back in force, undoing
+// auto-inflate's raises (an operator setting the count explicitly).
+func (n *Namespace) ResetUnits(now time.Time) {
+	n.advance(n.maxTime(now))
+	n.setUnits(now, n.cfg.ThroughputUnits, "set")
+}
+
 func (n *Namespace) setUnits(now time.Time, u int, reason string) {
 	if u == n.units {
 		return

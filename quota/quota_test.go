@@ -346,6 +346,19 @@ func TestSetConfig(t *testing.T) {
 	}
 }
 
+func TestResetUnits(t *testing.T) {
+	n := mustNew(t, Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 4, Window: 5 * time.Second})
+	now := run(n, t0, time.Minute, &client{dir: Ingress, rate: 10 << 20, reqBytes: 256 << 10, eventBytes: 1 << 10})
+	if n.Units() != 4 {
+		t.Fatalf("units after overload: %d, want 4", n.Units())
+	}
+	n.TakeChanges()
+	n.ResetUnits(now)
+	if ch := n.TakeChanges(); n.Units() != 1 || len(ch) != 1 || ch[0].Reason != "set" {
+		t.Fatalf("after ResetUnits: units %d, changes %+v; want 1 and one set", n.Units(), ch)
+	}
+}
+
 func TestRestoredUnitsAreClamped(t *testing.T) {
 	cfg := Config{ThroughputUnits: 2, AutoInflate: true, AutoInflateMaxUnits: 6}
 	for _, tc := range []struct{ restored, want int }{{0, 2}, {1, 2}, {4, 4}, {9, 6}} {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTU sets and shows throughput units with the CLI against an embedded
@@ -67,4 +71,89 @@ func TestTU(t *testing.T) {
 	if out := mustWeir(t, nil, "tu", "-h"); !strings.Contains(out, "1 MiB/s or 1000 events/s") {
 		t.Errorf("tu -h:\n%s", out)
 	}
+}
+
+// TestServeMetricsAndTU runs serve with 1 TU and --metrics-addr, produces
+// with the CLI, and scrapes /metrics; the TU setting survives a restart.
+func TestServeMetricsAndTU(t *testing.T) {
+	dir := t.TempDir()
+	addrRe := regexp.MustCompile(`msg="weir listening" addr=(127\.0\.0\.1:\d+)`)
+	urlRe := regexp.MustCompile(`url=(http://\S+/metrics)`)
+	serve := func() (addr, url string, stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stderr syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
+			done <- e.run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir,
+				"--throughput-units", "1", "--metrics-addr", "127.0.0.1:0"})
+		}()
+		for deadline := time.Now().Add(10 * time.Second); addr == "" || url == ""; {
+			select {
+			case code := <-done:
+				cancel()
+				t.Fatalf("serve exited %d: %s", code, stderr.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("serve did not log its addresses: %s", stderr.String())
+			}
+			if m := addrRe.FindStringSubmatch(stderr.String()); m != nil {
+				addr = m[1]
+			}
+			if m := urlRe.FindStringSubmatch(stderr.String()); m != nil {
+				url = m[1]
+			}
+		}
+		return addr, url, func() {
+			cancel()
+			if code := <-done; code != 0 {
+				t.Errorf("serve exited %d: %s", code, stderr.String())
+			}
+		}
+	}
+	addr, url, stop := serve()
+	b := "--brokers=" + addr
+	mustWeir(t, nil, "topic", "create", "scraped", b)
+	mustWeir(t, strings.NewReader("a\nb\nc\n"), "produce", "scraped", b)
+	page := get(t, url)
+	for _, want := range []string{
+		`weir_topic_incoming_messages_total{topic="scraped"} 3`,
+		`weir_partition_log_end_offset{partition="0",topic="scraped"} 3`,
+		"weir_throughput_units 1",
+		"go_goroutines ",
+		"process_open_fds ",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	mustWeir(t, nil, "tu", "set", "4", b)
+	stop()
+
+	addr, url, stop = serve()
+	defer stop()
+	out := mustWeir(t, nil, "tu", "show", "--brokers="+addr)
+	if !regexp.MustCompile(`(?m)^weir.throughput.units\s+4\s+set at runtime$`).MatchString(out) {
+		t.Errorf("after restart, tu show:\n%s", out)
+	}
+	if page := get(t, url); !strings.Contains(page, "weir_throughput_units 4") {
+		t.Error("after restart /metrics does not show 4 TUs")
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v %s", url, err, resp.Status)
+	}
+	return string(body)
 }
