@@ -154,9 +154,10 @@ func (p *Processor) Ready() <-chan struct{} { return p.ready }
 // Transient faults (broker restarts, leader moves, coordinator changes,
 // network errors) never make Run return: the client reconnects and resumes
 // from the checkpoint. Misconfiguration does: an unknown topic, refused
-// credentials, or a group or topic the brokers refuse return an *Error whose
-// Kind is ErrUnknownTopic, ErrAuthentication or ErrAuthorization, with every
-// goroutine and connection released.
+// credentials, a group or topic the brokers refuse, or group settings they
+// refuse return an *Error whose Kind is ErrUnknownTopic, ErrAuthentication,
+// ErrAuthorization or ErrInvalidConfig, with every goroutine and connection
+// released. An OpenPartition error is returned as a *PartitionError.
 func (p *Processor) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return &configError{"Run", "nil handler"}
@@ -229,11 +230,12 @@ func (p *Processor) kgoOpts() []kgo.Opt {
 }
 
 // adjustStartOffsets replaces the reset offset of partitions that have no
-// checkpoint with StartOffsets' explicit ones. Checkpointed partitions come
-// with offsets >= 0; the reset offset is a negative sentinel.
+// checkpoint with StartOffsets' explicit ones. kgo hands those partitions
+// the configured reset offset itself (ConsumeResetOffset), which no
+// committed offset equals.
 func (p *Processor) adjustStartOffsets(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for part, o := range m[p.cfg.client.topic] {
-		if at, ok := p.cfg.startOffsets[part]; ok && o.EpochOffset().Offset < 0 {
+		if at, ok := p.cfg.startOffsets[part]; ok && o == p.cfg.start.offset {
 			m[p.cfg.client.topic][part] = kgo.NewOffset().At(at)
 		}
 	}

@@ -266,5 +266,6 @@ func TestProcessorStartPositions(t *testing.T) {
 		t.Errorf("explicit offsets: first offsets %v, want partition 0 at 7 (explicit), 1 at >= 15 (latest)", got)
 	}
 	check("time", first("time", weir.StartFrom(weir.StartAtTime(mid))), 10, 10)
+	check("explicit over time", first("explicit-time", weir.StartOffsets(map[int32]int64{1: 3}), weir.StartFrom(weir.StartAtTime(mid))), 10, 3)
 	check("earliest", first("earliest"), 0, 0)
 }
