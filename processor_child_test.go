@@ -73,7 +73,7 @@ func runChild(cfg childConfig) error {
 	}
 	p, err := weir.NewProcessor(weir.Brokers(cfg.Seeds...), weir.Topic(cfg.Topic), weir.Group(cfg.Group),
 		weir.Logger(quietLogger()), fastGroup(), weir.Concurrency(cfg.Concurrency),
-		weir.CheckpointEvery(cfg.CheckpointN, cfg.CheckpointT))
+		weir.CheckpointEvery(cfg.CheckpointN, cfg.CheckpointT), childKgoLog(cfg.Name))
 	if err != nil {
 		return err
 	}
@@ -312,4 +312,11 @@ func testPerKeyConcurrencyCrash(t *testing.T, be backend) {
 	if lost != 0 {
 		t.Fatalf("lost %d events", lost)
 	}
+}
+
+func childKgoLog(name string) weir.ClientOpt {
+	if os.Getenv("WEIR_TEST_LOG") != "kgo" {
+		return weir.KgoOpts()
+	}
+	return weir.KgoOpts(kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string { return name + " " + time.Now().Format("15:04:05.000") + " " })))
 }
