@@ -70,9 +70,9 @@ type Producer struct {
 
 	maxMessageBytes atomic.Int32 // topic's max.message.bytes, learned at start
 	partitions      atomic.Int32 // topic's partition count, learned at start
-	// loginFailed, while NewProducer checks the topic, ends that check
-	// when the hooks see a login fail.
-	loginFailed atomic.Pointer[context.CancelCauseFunc]
+	login           loginWatch
+	stopWatch       context.CancelFunc
+	watchDone       chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -83,6 +83,9 @@ type Producer struct {
 	// Close's Wait never races an Add.
 	pending sync.WaitGroup
 	closeMu sync.Mutex // serialises Close calls
+
+	// Lock order: closeMu, then mu. login.mu is a leaf: nothing is called
+	// with it held.
 }
 
 // NewProducer starts a producer for the topic set by Topic or by the
@@ -103,7 +106,8 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger}
+	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger, watchDone: make(chan struct{})}
+	p.login.signal = make(chan struct{}, 1)
 	p.maxMessageBytes.Store(DefaultMaxMessageBytes)
 	kopts := append(cfg.kgoOpts(),
 		kgo.WithHooks(&producerHooks{p: p}),
@@ -120,14 +124,17 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 		return nil, err
 	}
 	p.loadMaxMessageBytes(ctx)
+	wctx, stop := context.WithCancel(context.Background())
+	p.stopWatch = stop
+	go p.watchLogins(wctx)
 	p.logger.Debug("weir: producer started", "topic", p.topic,
 		"partitions", p.partitions.Load(), "max_message_bytes", p.maxMessageBytes.Load())
 	return p, nil
 }
 
 // unknownTopicChecks is how many metadata answers in a row must call the
-// topic unknown before NewProducer gives up: one more than one, for a
-// topic created a moment ago whose metadata has not spread yet.
+// topic unknown before NewProducer gives up. More than one, for a topic
+// created a moment ago whose metadata has not reached every broker yet.
 const unknownTopicChecks = 3
 
 // checkTopic asks for the topic's metadata until it is known, a fatal
@@ -138,8 +145,8 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 	// and cut the wait short.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	p.loginFailed.Store(&cancel)
-	defer p.loginFailed.Store(nil)
+	p.login.setProbe(cancel)
+	defer p.login.setProbe(nil)
 	next := backoff(p.cfg.backoffFirst, p.cfg.backoffMax)
 	var lastErr error
 	unknown := 0
@@ -158,6 +165,9 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 		}
 		if cause := context.Cause(ctx); errors.Is(cause, ErrAuthentication) {
 			return cause
+		}
+		if !retryable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition) && ctx.Err() == nil {
+			return fmt.Errorf("weir: topic %s: %w", p.topic, err)
 		}
 		lastErr = err
 		t := time.NewTimer(next(try))
@@ -233,10 +243,10 @@ func (p *Producer) loadMaxMessageBytes(ctx context.Context) {
 // Send sends one event and waits for its result: the broker's
 // acknowledgement, or the error it is returned with.
 //
-// If ctx ends before the event is written to the network, it is returned
-// with ctx's error at once. If it is already in flight, Send waits for the
-// broker's answer (at most TryTimeout): with idempotence the producer
-// cannot know otherwise whether it was stored.
+// If ctx ends first, the event is returned with ctx's error. If it had
+// been sent and not yet answered, it may have been stored anyway: that is
+// the one case in which an error does not mean "not stored" (the same
+// holds for ErrDeliveryTimeout and for Close with an expired context).
 func (p *Producer) Send(ctx context.Context, ev Event) (Result, error) {
 	rs, _ := p.SendBatch(ctx, []Event{ev})
 	return rs[0], rs[0].Err
@@ -304,12 +314,15 @@ func joinResultErrs(rs []Result) error {
 //
 // done runs on the producer's callback goroutine, one call at a time and
 // in order per partition: it must be quick and must not block, nor call
-// Send, Flush or Close (use a goroutine for that). It may be nil.
+// Send, Flush or Close (use a goroutine for that). It may be nil. An event
+// rejected before it is buffered (invalid, too large, after Close, or ctx
+// already done) gets its callback before SendAsync returns, on the
+// caller's goroutine.
 //
-// ctx bounds the wait for buffer room, and cancels the event if it ends
-// before the event is written to the network: pass a context that lives
-// as long as the event should, not one that ends when a request handler
-// returns.
+// ctx bounds the wait for buffer room, and returns the event with ctx's
+// error if it ends before the event is acknowledged (see Send): pass a
+// context that lives as long as the event should, not one that ends when
+// a request handler returns (context.WithoutCancel helps there).
 func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 	if done == nil {
 		done = func(Result) {}
@@ -417,7 +430,12 @@ func (p *Producer) sendError(err error) error {
 		return fmt.Errorf("%w: %w", ErrBufferFull, err)
 	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
 		return fmt.Errorf("%w (topic %s): %w", ErrDeliveryTimeout, p.topic, err)
-	case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kgo.ErrAborting):
+	case errors.Is(err, kgo.ErrAborting):
+		// Only the login watch aborts.
+		if refusal := p.login.lastRefusal(); refusal != nil {
+			return refusal
+		}
+	case errors.Is(err, kgo.ErrClientClosed):
 		return fmt.Errorf("%w: the producer was closed before the event was acknowledged: %w", ErrClosed, err)
 	}
 	return fmt.Errorf("weir: send to topic %s: %w", p.topic, err)
@@ -462,6 +480,8 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.logger.Warn("weir: producer closed before every event was acknowledged; returning them as errors",
 			"topic", p.topic, "events", left, "err", flushErr)
 	}
+	p.stopWatch()
+	<-p.watchDone
 	// Closing the client fails whatever is still buffered or in flight
 	// with ErrClientClosed; kgo calls every promise.
 	p.cl.Close()

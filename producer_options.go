@@ -100,7 +100,8 @@ func TryTimeout(d time.Duration) ProducerOpt {
 
 // DeliveryTimeout bounds how long an event may wait to be acknowledged,
 // across all its tries. When it passes, the event is returned with
-// ErrDeliveryTimeout. Default 2 minutes.
+// ErrDeliveryTimeout, even if its last try got no answer: then it may have
+// been stored. Default 2 minutes.
 func DeliveryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.deliveryTimeout = d })
 }
@@ -188,6 +189,14 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 	}
 	if c.noIdempotence {
 		opts = append(opts, kgo.DisableIdempotentWrite())
+	} else {
+		// Without this, kgo never fails an event whose request may have
+		// reached a broker until that broker answers: against a broker
+		// gone for good, the event would never come back. weir's promise
+		// is that every event comes back, so DeliveryTimeout (and a
+		// cancelled context) return it, as ErrDeliveryTimeout: "may have
+		// been stored". kgo's own retries stay deduplicated.
+		opts = append(opts, kgo.AllowIdempotentProduceCancellation())
 	}
 	if c.autoCreate {
 		opts = append(opts, kgo.AllowAutoTopicCreation())

@@ -3,7 +3,6 @@ package weir
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -67,6 +66,7 @@ type producerHooks struct{ p *Producer }
 var (
 	_ kgo.HookBrokerThrottle = (*producerHooks)(nil)
 	_ kgo.HookBrokerE2E      = (*producerHooks)(nil)
+	_ kgo.HookBrokerConnect  = (*producerHooks)(nil)
 )
 
 func (h *producerHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
@@ -86,12 +86,7 @@ func (h *producerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.Bro
 	case kmsg.Produce:
 		h.p.stats.retried.Add(1)
 	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
-		// Some brokers refuse a login by closing the connection rather
-		// than answering SASL_AUTHENTICATION_FAILED; either is a refusal.
-		if cancel := h.p.loginFailed.Load(); cancel != nil {
-			(*cancel)(&Error{Kind: ErrAuthentication, Topic: h.p.topic,
-				Err: fmt.Errorf("the broker ended the SASL login: %w", err)})
-		}
+		h.p.login.refusedBy(err, false, h.p.topic)
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/weirhq/weir"
@@ -162,4 +165,86 @@ func readBack(t *testing.T, ctx context.Context, addr, topic string) map[string]
 		})
 	}
 	return out
+}
+
+// The topic's max.message.bytes is learned at start: an event that can
+// never fit is rejected at once, and one the topic allows above kgo's
+// 1 MB default batch size goes through.
+func TestProducerEventSizeLimit(t *testing.T) {
+	leakCheck(t)
+	b := weirtest.Start(t)
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := b.Log().CreateTopic("small", 1, map[string]string{"max.message.bytes": "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Log().CreateTopic("big", 1, map[string]string{"max.message.bytes": "4194304"}); err != nil {
+		t.Fatal(err)
+	}
+	small := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("small"))
+	if _, err := small.Send(ctx, weir.Event{Value: make([]byte, 1000)}); err != nil {
+		t.Errorf("1000 bytes into max.message.bytes 2000: %v", err)
+	}
+	start := time.Now()
+	_, err := small.Send(ctx, weir.Event{Value: make([]byte, 3000)})
+	var we *weir.Error
+	if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != "small" {
+		t.Errorf("3000 bytes into max.message.bytes 2000: %v, want an *Error of kind ErrEventTooLarge", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("rejecting took %v; it should not reach the network", took)
+	}
+	big := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("big"))
+	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 3<<20)}); err != nil {
+		t.Errorf("3 MiB into max.message.bytes 4 MiB: %v", err)
+	}
+	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 5<<20)}); !errors.Is(err, weir.ErrEventTooLarge) {
+		t.Errorf("5 MiB into max.message.bytes 4 MiB: %v, want ErrEventTooLarge", err)
+	}
+}
+
+// With NonBlocking, a full buffer is ErrBufferFull at once; by default the
+// sender waits for room instead.
+func TestProducerNonBlockingBufferFull(t *testing.T) {
+	leakCheck(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release }) // hold produce requests until released
+		return nil, nil, false
+	})
+	ctx := testCtx(t, 30*time.Second)
+	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.NonBlocking(), weir.MaxBuffered(10, 1<<20))
+	o := newOutcomes()
+	for i := range 50 {
+		v := fmt.Sprint(i)
+		p.SendAsync(ctx, weir.Event{Value: []byte(v)}, o.callback(v))
+	}
+	// The first 10 fill the buffer; the other 40 come back at once.
+	for {
+		_, failed, _ := o.counts()
+		if failed >= 40 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok, failed, multiple := o.counts()
+	if ok != 10 || failed != 40 || multiple != 0 {
+		t.Fatalf("%d acknowledged, %d returned, %d extra; want 10, 40, 0", ok, failed, multiple)
+	}
+	for v, err := range o.failed {
+		if !errors.Is(err, weir.ErrBufferFull) {
+			t.Errorf("%s: %v, want ErrBufferFull", v, err)
+		}
+	}
 }

@@ -142,6 +142,24 @@ func (c Config) withDefaults() Config {
 	if c.FS == nil {
 		c.FS = storage.OSFS{}
 	}
+	if c.GroupInitialRebalanceDelay == 0 {
+		c.GroupInitialRebalanceDelay = group.DefaultInitialRebalanceDelay
+	}
+	if c.OffsetsRetention == 0 {
+		c.OffsetsRetention = group.DefaultOffsetsRetention
+	}
+	if c.GroupMaxSize == 0 {
+		c.GroupMaxSize = group.DefaultMaxGroupSize
+	}
+	if c.MaxGroups == 0 {
+		c.MaxGroups = group.DefaultMaxGroups
+	}
+	if c.GroupMinSessionTimeout == 0 {
+		c.GroupMinSessionTimeout = group.DefaultMinSessionTimeout
+	}
+	if c.GroupMaxSessionTimeout == 0 {
+		c.GroupMaxSessionTimeout = group.DefaultMaxSessionTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -219,6 +237,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	gcfg := cfg.groupConfig()
+	gcfg.Logger = cfg.Logger
 	gcfg.PartitionExists = func(topic string, partition int32) bool {
 		t, ok := lg.Topic(topic)
 		if !ok {
@@ -250,6 +269,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, &ConfigError{"AdvertisedAddr", err.Error()}
 	}
 	b.log, b.ln, b.advHost, b.advPort, b.groups = lg, ln, hp.host, hp.port, groups
+	b.metrics.groups = groups // weir_consumer_group_lag
 	b.mu.conns = make(map[*conn]struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)

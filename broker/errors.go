@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -57,6 +58,8 @@ func errorCode(err error) int16 {
 	case errors.Is(err, storage.ErrClosed), errors.Is(err, ErrClosed):
 		// The broker is shutting down: retriable, clients come back.
 		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, group.ErrClosed):
+		return kerr.CoordinatorNotAvailable.Code
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	default:

@@ -43,6 +43,32 @@ func FuzzRequest(f *testing.F) {
 	fetch.MaxWaitMillis = 100
 	fetch.Topics = []kmsg.FetchRequestTopic{{Topic: "fuzz", Partitions: []kmsg.FetchRequestTopicPartition{{Partition: 1, PartitionMaxBytes: 100}}}}
 	seed(fetch)
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Version = 9
+	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = "g", 6000, 1000
+	join.InstanceID = ptrTo("i")
+	join.ProtocolType = "consumer"
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 1, 0, 0, 0, 1, 0, 4, 'f', 'u', 'z', 'z'}}}
+	seed(join)
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Version = 5
+	sync.Group, sync.MemberID, sync.Generation = "g", "m", 1
+	sync.GroupAssignment = []kmsg.SyncGroupRequestGroupAssignment{{MemberID: "m", MemberAssignment: []byte{0, 1}}}
+	seed(sync)
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Version = 8
+	commit.Group, commit.Generation = "g", -1
+	commit.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "fuzz", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 3, Metadata: ptrTo("m")}}}}
+	seed(commit)
+	ofetch := kmsg.NewPtrOffsetFetchRequest()
+	ofetch.Version = 8
+	ofetch.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g"}, {Group: "g", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "fuzz", Partitions: []int32{0, 1}}}}}
+	seed(ofetch)
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Version = 5
+	leave.Group = "g"
+	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: "m"}, {InstanceID: ptrTo("i")}}
+	seed(leave)
 	f.Add([]byte{})
 	f.Add([]byte{0, 18, 3, 231, 0, 0, 0, 1, 255, 255, 0})
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // On a GROUP resource (type 32, as Kafka 4 group configs) it creates the
 // group, durably, if it does not exist: that is `weir group create`, and
 // what RequireGroupCreate asks for. No group config keys are supported.
-func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
+func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	created := map[int]<-chan error{} // resource index -> group creation
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
@@ -31,7 +33,10 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, r
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		case configResourceTypeGroup:
-			sr.ErrorCode, sr.ErrorMessage = b.createGroup(ctx, rr.ResourceName, len(rr.Configs), req.ValidateOnly)
+			sr.ErrorCode, sr.ErrorMessage = checkGroupCreate(rr.ResourceName, len(rr.Configs))
+			if sr.ErrorCode == 0 && !req.ValidateOnly {
+				created[len(resp.Resources)] = b.groups.SubmitCreate(rr.ResourceName)
+			}
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		}
@@ -41,30 +46,48 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, r
 		sr.ErrorCode, sr.ErrorMessage = code, errorMessage(err)
 		resp.Resources = append(resp.Resources, sr)
 	}
-	return now(resp)
+	if len(created) == 0 {
+		return now(resp)
+	}
+	// Group creation waits for the coordinator's fsync: in the writer, not
+	// the reader.
+	return deferred(func(ctx context.Context) kmsg.Response {
+		for i, ch := range created {
+			select {
+			case err := <-ch:
+				resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = groupCreateError(err)
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		return resp
+	})
 }
 
 // configResourceTypeGroup is Kafka 4's GROUP config resource type.
 const configResourceTypeGroup kmsg.ConfigResourceType = 32
 
-// createGroup creates a group for IncrementalAlterConfigs. It waits for the
-// coordinator's fsync in the reader goroutine; creating groups is rare.
-func (b *Broker) createGroup(ctx context.Context, name string, configs int, validateOnly bool) (int16, *string) {
+// checkGroupCreate validates an IncrementalAlterConfigs on a GROUP
+// resource: a name, and no config keys (none are supported).
+func checkGroupCreate(name string, configs int) (int16, *string) {
 	switch {
 	case name == "":
 		return kerr.InvalidGroupID.Code, ptr("weir: empty group id")
 	case configs > 0:
 		return kerr.InvalidConfig.Code, ptr("weir: group configs are not supported; altering a GROUP resource only creates the group")
-	case validateOnly:
-		return 0, nil
-	}
-	if err := b.groups.CreateGroup(ctx, name); err != nil {
-		if ke, ok := err.(*kerr.Error); ok {
-			return ke.Code, ptr(err.Error())
-		}
-		return errorCode(err), errorMessage(err)
 	}
 	return 0, nil
+}
+
+func groupCreateError(err error) (int16, *string) {
+	if err == nil {
+		return 0, nil
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code, ptr(err.Error())
+	}
+	return errorCode(err), errorMessage(err)
 }
 
 // incrementalChanges turns incremental operations into keys to set and

@@ -39,10 +39,8 @@ type metrics struct {
 }
 
 // committedOffsets is what the consumer group lag metric needs from the
-// group coordinator: every group's committed offsets, read at scrape time.
-//
-// TODO(group): have the coordinator implement it and set
-// b.metrics.groups in Start; weir_consumer_group_lag then appears.
+// group coordinator (*group.Coordinator, set in Start): every group's
+// committed offsets, read at scrape time.
 type committedOffsets interface {
 	// EachCommitted calls fn once per committed offset of every group.
 	EachCommitted(fn func(group, topic string, partition int32, offset int64))

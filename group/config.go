@@ -13,6 +13,7 @@ package group
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -33,7 +34,9 @@ type ConfigError struct {
 	Reason string
 }
 
-func (e *ConfigError) Error() string { return "weir: group: invalid config: " + e.Field + ": " + e.Reason }
+func (e *ConfigError) Error() string {
+	return "weir: group: invalid config: " + e.Field + ": " + e.Reason
+}
 func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 
 // Defaults of Config.
@@ -98,6 +101,10 @@ type Config struct {
 	// others get UNKNOWN_TOPIC_OR_PARTITION. Nil means every partition
 	// exists.
 	PartitionExists func(topic string, partition int32) bool
+
+	// Logger, if set, gets the few events worth an operator's attention
+	// (a refused uncreated group). The coordinator logs nothing per request.
+	Logger *slog.Logger
 
 	// MemberIDPrefix is put between the client id and a counter in new
 	// member ids. Default: random, chosen once per RawCoordinator, so ids

@@ -2,7 +2,9 @@ package group
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -35,6 +37,7 @@ type request struct {
 	done       func(kmsg.Response)
 	create     string
 	createDone func(error)
+	query      func(*RawCoordinator) // runs in the driver goroutine
 }
 
 // maxBatch bounds the requests handled between two fsyncs.
@@ -110,19 +113,29 @@ func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
 	return ch
 }
 
-// CreateGroup creates name (durably) if it does not exist.
-func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
+// SubmitCreate hands CreateGroup for name to the coordinator: the group is
+// created (durably) if it does not exist. The returned channel receives
+// the outcome once, or nothing if the coordinator closes first.
+func (c *Coordinator) SubmitCreate(name string) <-chan error {
 	ch := make(chan error, 1)
-	r := request{create: name, createDone: func(err error) { ch <- err }}
+	r := request{create: name, createDone: func(err error) {
+		select {
+		case ch <- err:
+		default:
+		}
+	}}
 	select {
 	case c.reqs <- r:
 	case <-c.done:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+		ch <- ErrClosed
 	}
+	return ch
+}
+
+// CreateGroup creates name (durably) if it does not exist, and waits.
+func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
-	case err := <-ch:
+	case err := <-c.SubmitCreate(name):
 		return err
 	case <-c.done:
 		return ErrClosed
@@ -174,7 +187,52 @@ func (c *Coordinator) run() {
 	}
 }
 
+// EachCommitted calls fn for every committed offset of every group, in
+// group, topic, partition order (the broker's consumer group lag metric).
+// The offsets are copied by the driver goroutine and fn runs in the
+// caller's; after Close it calls nothing.
+func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32, offset int64)) {
+	type committed struct {
+		group, topic string
+		partition    int32
+		offset       int64
+	}
+	ch := make(chan []committed, 1)
+	r := request{query: func(raw *RawCoordinator) {
+		var out []committed
+		raw.EachOffset(func(group, topic string, partition int32, o Offset) {
+			out = append(out, committed{group, topic, partition, o.Offset})
+		})
+		ch <- out
+	}}
+	select {
+	case c.reqs <- r:
+	case <-c.done:
+		return
+	}
+	select {
+	case out := <-ch:
+		for _, o := range out {
+			fn(o.group, o.topic, o.partition, o.offset)
+		}
+	case <-c.done:
+	}
+}
+
 func (c *Coordinator) apply(r request) {
+	defer func() {
+		// The last resort, as for connections: a bug handling one request
+		// must not take the broker down. That request is not answered (its
+		// client times out and retries); the rest carry on.
+		if p := recover(); p != nil {
+			c.logger.Error("weir: panic in the group coordinator; request dropped",
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	if r.query != nil {
+		r.query(c.raw)
+		return
+	}
 	now := c.now()
 	if r.createDone != nil {
 		c.raw.CreateGroup(now, r.create, r.createDone)

@@ -113,6 +113,11 @@ func (g *Group) transition(now time.Time, s State) {
 	g.stateSince = now
 }
 
+// maxProtocols bounds the protocols (assignors) one member may offer:
+// clients offer a handful, and choosing among them costs members x
+// protocols^2.
+const maxProtocols = 64
+
 func ms(v int32) time.Duration { return time.Duration(v) * time.Millisecond }
 
 // sortedMembers returns the members in id order, so that everything the
@@ -251,7 +256,7 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 	case session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout:
 		fail(kerr.InvalidSessionTimeout.Code)
 		return
-	case metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
+	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
 		// Kafka has no specific code for this; INVALID_REQUEST is fatal
 		// in clients, which is right for metadata that can never fit.
 		fail(kerr.InvalidRequest.Code)
@@ -268,19 +273,21 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 			fail(kerr.UnknownMemberID.Code)
 			return
 		case c.cfg.RequireCreate:
+			c.refuseUncreated(r.Group)
 			fail(kerr.GroupAuthorizationFailed.Code)
 			return
-		case !c.makeRoom():
+		case !c.makeRoom(now):
 			fail(kerr.CoordinatorNotAvailable.Code)
 			return
 		}
 		g = c.newGroup(now, r.Group)
 	} else if c.cfg.RequireCreate && !g.created {
+		c.refuseUncreated(r.Group)
 		fail(kerr.GroupAuthorizationFailed.Code)
 		return
 	}
 	defer c.schedule(g)
-	if !c.acceptJoiningMember(g, r.MemberID) {
+	if !c.acceptJoiningMember(g, r.MemberID, r.InstanceID) {
 		fail(kerr.GroupMaxSizeReached.Code)
 		return
 	}
@@ -314,10 +321,16 @@ type memberSpec struct {
 }
 
 // acceptJoiningMember is Kafka's group.max.size check: known and pending
-// members may always rejoin; a new one only while there is room.
-func (c *RawCoordinator) acceptJoiningMember(g *Group, memberID string) bool {
+// members (and a static member taking over its own place) may always
+// rejoin; a new one only while there is room.
+func (c *RawCoordinator) acceptJoiningMember(g *Group, memberID string, instanceID *string) bool {
 	if _, ok := g.members[memberID]; ok {
 		return true
+	}
+	if instanceID != nil {
+		if _, ok := g.static[*instanceID]; ok {
+			return true
+		}
 	}
 	if _, ok := g.pending[memberID]; ok {
 		return true
@@ -439,7 +452,11 @@ func (c *RawCoordinator) addMemberAndRebalance(now time.Time, g *Group, id strin
 		isNew:            true,
 		newJoinDeadline:  now.Add(c.cfg.NewMemberJoinTimeout),
 	}
-	if g.state == PreparingRebalance && g.generation == 0 {
+	if g.state == PreparingRebalance && g.initialDelay {
+		// Kafka extends the initial delay only for generation 0; weir
+		// extends it for any rebalance that started from Empty, so that a
+		// fleet restarting after a broker restart (groups come back Empty
+		// with their generation) also rebalances once.
 		g.newMemberAdded = true
 	}
 	if len(g.members) == 0 {

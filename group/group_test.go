@@ -301,6 +301,11 @@ func TestBadInput(t *testing.T) {
 	huge := joinReq("g", "", nil)
 	huge.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: make([]byte, DefaultMaxMetadataBytes+1)}}
 	wantCode(t, "huge member metadata", h.send(huge), kerr.InvalidRequest)
+	many := joinReq("g", "", nil)
+	for i := range maxProtocols + 1 {
+		many.Protocols = append(many.Protocols, kmsg.JoinGroupRequestProtocol{Name: itoa(i)})
+	}
+	wantCode(t, "too many protocols", h.send(many), kerr.InvalidRequest)
 	short := joinReq("g", "", nil)
 	short.SessionTimeoutMillis = 10
 	wantCode(t, "session timeout below the minimum", h.send(short), kerr.InvalidSessionTimeout)
@@ -467,4 +472,87 @@ func TestDeterministic(t *testing.T) {
 			t.Fatalf("record %d differs: %+v vs %+v", i, a[i], b[i])
 		}
 	}
+}
+
+func TestGroupLimitWithLiveGroups(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxGroups = 3 })
+	for i := range 3 {
+		h.stableGroup("live-"+itoa(i), 1)
+	}
+	wantCode(t, "a fourth group while three have members", h.send(joinReq("fourth", "", nil)), kerr.CoordinatorNotAvailable)
+	// The members go away; their groups, holding nothing, make room.
+	h.advance(time.Minute)
+	wantCode(t, "a fourth group after the others emptied", h.send(joinReq("fourth", "", nil)), kerr.MemberIDRequired)
+}
+
+// TestOffsetRetentionAcrossRestart: the time a group has been empty is
+// persisted, so restarts do not keep its offsets alive forever.
+func TestOffsetRetentionAcrossRestart(t *testing.T) {
+	cfg := func(c *Config) { c.OffsetsRetention = time.Hour; c.RetentionCheckInterval = time.Minute }
+	h := newHarness(t, cfg)
+	ids, gen := h.stableGroup("g", 1)
+	wantCode(t, "commit", h.send(commitReq("g", ids[0], gen, "t", 0, 7)), nil)
+	lr := kmsg.NewPtrLeaveGroupRequest()
+	lr.Version = 1
+	lr.Group, lr.MemberID = "g", ids[0]
+	wantCode(t, "leave", h.send(lr), nil)
+	h.advance(50 * time.Minute)
+
+	restarted := newHarness(t, cfg)
+	restarted.now = h.now
+	restarted.c.Restore(h.now, h.records)
+	if got := restarted.committed("g", "t", 0); got != 7 {
+		t.Fatalf("offset after restore %d, want 7", got)
+	}
+	restarted.advance(12 * time.Minute)
+	if got := restarted.committed("g", "t", 0); got != -1 {
+		t.Fatalf("offset of a group empty for over an hour (across a restart) is %d, want -1", got)
+	}
+}
+
+// TestUnsubscribedOffsetsExpire: a stable consumer group keeps the offsets
+// of topics it consumes however old, and loses, after the retention, those
+// of a topic no member subscribes to any more.
+func TestUnsubscribedOffsetsExpire(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.OffsetsRetention = time.Hour; c.RetentionCheckInterval = time.Minute })
+	j := joinReq("g", "", nil)
+	j.Version = 3
+	j.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: (&kmsg.ConsumerMemberMetadata{Topics: []string{"t"}}).AppendTo(nil)}}
+	jc := h.send(j)
+	h.advance(time.Second)
+	r := joinResp(t, jc)
+	id, gen := r.MemberID, r.Generation
+	s := syncReq("g", id, gen, map[string]string{id: "a"})
+	wantCode(t, "sync", h.send(s), nil)
+	wantCode(t, "commit t", h.send(commitReq("g", id, gen, "t", 0, 5)), nil)
+	wantCode(t, "commit u", h.send(commitReq("g", id, gen, "u", 0, 6)), nil)
+	for range 1300 { // 65 minutes of heartbeats
+		h.advance(3 * time.Second)
+		wantCode(t, "heartbeat", h.send(heartbeatReq("g", id, gen)), nil)
+	}
+	if got := h.committed("g", "t", 0); got != 5 {
+		t.Errorf("subscribed topic's offset %d, want 5", got)
+	}
+	if got := h.committed("g", "u", 0); got != -1 {
+		t.Errorf("unsubscribed topic's offset %d after the retention, want -1", got)
+	}
+}
+
+// TestTimersStayBounded: heartbeats move deadlines all the time; the timer
+// heap does not keep every superseded one.
+func TestTimersStayBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stableGroup("g", 3)
+	for range 5000 {
+		h.now = h.now.Add(10 * time.Millisecond)
+		for _, id := range ids {
+			h.c.Handle(h.now, Client{}, heartbeatReq("g", id, gen), func(kmsg.Response) {})
+		}
+		h.c.Tick(h.now)
+		h.flush()
+	}
+	if n := len(h.c.timers); n > 1024 {
+		t.Fatalf("%d timers held for one group", n)
+	}
+	wantCode(t, "heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
 }

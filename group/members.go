@@ -24,6 +24,7 @@ func (c *RawCoordinator) sync(now time.Time, r *kmsg.SyncGroupRequest, done func
 		fail(kerr.InvalidGroupID.Code)
 		return
 	case g != nil && c.cfg.RequireCreate && !g.created, g == nil && c.cfg.RequireCreate:
+		c.refuseUncreated(r.Group)
 		fail(kerr.GroupAuthorizationFailed.Code)
 		return
 	case g == nil:

@@ -56,18 +56,20 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 	if g == nil {
 		switch {
 		case c.cfg.RequireCreate:
+			c.refuseUncreated(r.Group)
 			all(kerr.GroupAuthorizationFailed.Code)
 			return
 		case gen >= 0:
 			// A member of a generation this coordinator never had.
 			all(kerr.IllegalGeneration.Code)
 			return
-		case !c.makeRoom():
+		case !c.makeRoom(now):
 			all(kerr.CoordinatorNotAvailable.Code)
 			return
 		}
 		g = c.newGroup(now, r.Group)
 	} else if c.cfg.RequireCreate && !g.created {
+		c.refuseUncreated(r.Group)
 		all(kerr.GroupAuthorizationFailed.Code)
 		return
 	}
@@ -322,14 +324,30 @@ func (g *Group) subscribedTo() func(string) bool {
 
 // expireOffsets deletes the offsets of groups that have been empty longer
 // than the retention (counted from the later of the commit and the moment
-// the group became empty), then drops empty groups with nothing left.
+// the group became empty), and those of a stable consumer group's topics
+// that no member subscribes to any more (counted from the commit), then
+// drops empty groups with nothing left.
 func (c *RawCoordinator) expireOffsets(now time.Time) {
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
+		if g.state == Stable && g.protocolType == "consumer" {
+			// Kafka also expires, by commit time, the offsets of topics a
+			// live consumer group no longer subscribes to.
+			subscribed := g.subscribedTo()
+			for _, tp := range g.sortedOffsets() {
+				o := g.offsets[tp]
+				if !subscribed(tp.topic) && now.Sub(o.CommitTime) >= c.cfg.OffsetsRetention {
+					delete(g.offsets, tp)
+					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+				}
+			}
+			continue
+		}
 		if g.state != Empty {
 			continue
 		}
-		for tp, o := range g.offsets {
+		for _, tp := range g.sortedOffsets() {
+			o := g.offsets[tp]
 			base := o.CommitTime
 			if g.stateSince.After(base) {
 				base = g.stateSince
@@ -343,9 +361,13 @@ func (c *RawCoordinator) expireOffsets(now time.Time) {
 	}
 }
 
+func (g *Group) droppable() bool {
+	return g.state == Empty && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && !g.created
+}
+
 // maybeDropGroup forgets an empty group that holds nothing worth keeping.
 func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
-	if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 || len(g.offsets) > 0 || g.created {
+	if !g.droppable() {
 		return false
 	}
 	delete(c.groups, g.name)
@@ -357,13 +379,28 @@ func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
 }
 
 // makeRoom reports whether another group fits, dropping abandoned groups
-// (empty, nothing committed) when the limit is reached.
-func (c *RawCoordinator) makeRoom() bool {
+// (empty, nothing committed) when the limit is reached. A sweep is O(groups),
+// so one that freed nothing is not repeated for a second: a flood of new
+// group ids cannot make every request pay for it.
+func (c *RawCoordinator) makeRoom(now time.Time) bool {
 	if len(c.groups) < c.cfg.MaxGroups {
 		return true
 	}
-	for _, name := range c.sortedGroupNames() {
+	if now.Before(c.nextSweep) {
+		return false
+	}
+	var drop []string
+	for name, g := range c.groups {
+		if g.droppable() {
+			drop = append(drop, name)
+		}
+	}
+	sort.Strings(drop) // the records they write are in a deterministic order
+	for _, name := range drop {
 		c.maybeDropGroup(c.groups[name])
+	}
+	if len(drop) == 0 {
+		c.nextSweep = now.Add(time.Second)
 	}
 	return len(c.groups) < c.cfg.MaxGroups
 }
@@ -377,8 +414,17 @@ func (c *RawCoordinator) sortedGroupNames() []string {
 	return names
 }
 
-func (c *RawCoordinator) persistGroup(g *Group) {
-	c.persist(Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+func (c *RawCoordinator) persistGroup(g *Group) { c.persist(groupRecord(g)) }
+
+// groupRecord describes g. EmptySince keeps offset retention counting
+// across restarts: a group restored after a restart is Empty, but it has
+// been empty only since then if it had members before.
+func groupRecord(g *Group) Record {
+	r := Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created}
+	if g.state == Empty {
+		r.EmptySince = g.stateSince.UnixMilli()
+	}
+	return r
 }
 
 func offsetRecord(group, topic string, partition int32, o Offset) Record {
@@ -400,6 +446,10 @@ func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
 				g = c.newGroup(now, r.Group)
 			}
 			g.generation, g.protocolType, g.created = r.Generation, r.ProtocolType, r.Created
+			g.stateSince = now
+			if r.EmptySince > 0 {
+				g.stateSince = time.UnixMilli(r.EmptySince)
+			}
 		case RecordGroupDeleted:
 			delete(c.groups, r.Group)
 		case RecordOffset:
@@ -424,21 +474,39 @@ func (c *RawCoordinator) Snapshot() []Record {
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
 		if g.created || g.generation > 0 {
-			out = append(out, Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created})
+			out = append(out, groupRecord(g))
 		}
-		tps := make([]topicPartition, 0, len(g.offsets))
-		for tp := range g.offsets {
-			tps = append(tps, tp)
-		}
-		sort.Slice(tps, func(i, j int) bool {
-			if tps[i].topic != tps[j].topic {
-				return tps[i].topic < tps[j].topic
-			}
-			return tps[i].partition < tps[j].partition
-		})
+		tps := g.sortedOffsets()
 		for _, tp := range tps {
 			out = append(out, offsetRecord(g.name, tp.topic, tp.partition, g.offsets[tp]))
 		}
 	}
 	return out
+}
+
+// sortedOffsets returns the partitions g has offsets for, in order, so
+// that the records written about them are deterministic.
+func (g *Group) sortedOffsets() []topicPartition {
+	tps := make([]topicPartition, 0, len(g.offsets))
+	for tp := range g.offsets {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(i, j int) bool {
+		if tps[i].topic != tps[j].topic {
+			return tps[i].topic < tps[j].topic
+		}
+		return tps[i].partition < tps[j].partition
+	})
+	return tps
+}
+
+// EachOffset calls fn for every committed offset, in group, topic,
+// partition order.
+func (c *RawCoordinator) EachOffset(fn func(group, topic string, partition int32, o Offset)) {
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		for _, tp := range g.sortedOffsets() {
+			fn(name, tp.topic, tp.partition, g.offsets[tp])
+		}
+	}
 }

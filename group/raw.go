@@ -40,9 +40,12 @@ type RawCoordinator struct {
 	groups map[string]*Group
 	timers timerHeap
 
+	warned map[string]struct{} // groups refuseUncreated logged
+
 	nextID        uint64
 	idPrefix      string
 	nextRetention time.Time
+	nextSweep     time.Time // makeRoom found nothing to drop; do not look again before
 
 	out Ready
 }
@@ -54,7 +57,7 @@ func NewRawCoordinator(cfg Config) (*RawCoordinator, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &RawCoordinator{cfg: cfg, groups: make(map[string]*Group)}
+	c := &RawCoordinator{cfg: cfg, groups: make(map[string]*Group), warned: make(map[string]struct{})}
 	c.idPrefix = cfg.MemberIDPrefix
 	if c.idPrefix == "" {
 		var b [6]byte
@@ -104,7 +107,7 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 	}
 	g := c.groups[name]
 	if g == nil {
-		if !c.makeRoom() {
+		if !c.makeRoom(now) {
 			done(kerr.CoordinatorNotAvailable)
 			return
 		}
@@ -114,7 +117,32 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 		g.created = true
 		c.persistGroup(g)
 	}
-	c.reply(func(kmsg.Response) { done(nil) }, nil)
+	c.reply(func(r kmsg.Response) { done(r.(*createResult).err) }, &createResult{})
+}
+
+// createResult carries CreateGroup's outcome through Ready, so that a
+// failed fsync fails the create too. It is never encoded.
+type createResult struct {
+	kmsg.Response // nil: only Deliver and CreateGroup's callback see it
+	err           error
+}
+
+// refuseUncreated logs, at most once per group for a while, why a group
+// that was never created is refused: Kafka's responses to JoinGroup,
+// SyncGroup and OffsetCommit carry no error message.
+func (c *RawCoordinator) refuseUncreated(name string) {
+	if c.cfg.Logger == nil {
+		return
+	}
+	if _, ok := c.warned[name]; ok {
+		return
+	}
+	if len(c.warned) >= 1000 {
+		clear(c.warned)
+	}
+	c.warned[name] = struct{}{}
+	c.cfg.Logger.Warn("weir: refusing a consumer group that was never created (GROUP_AUTHORIZATION_FAILED); "+
+		"the broker requires groups to be created first: weir group create NAME", "group", name)
 }
 
 // Ready returns the output collected since the last call and clears it.
@@ -158,6 +186,8 @@ func failDurable(resp kmsg.Response) {
 		if r.ErrorCode == 0 {
 			r.ErrorCode = code
 		}
+	case *createResult:
+		r.err = kerr.CoordinatorNotAvailable
 	}
 }
 
@@ -218,6 +248,21 @@ func (c *RawCoordinator) schedule(g *Group) {
 	if !at.IsZero() {
 		heap.Push(&c.timers, timer{at: at, group: g.name})
 	}
+	if len(c.timers) > 1024 && len(c.timers) > 4*len(c.groups) {
+		c.rebuildTimers()
+	}
+}
+
+// rebuildTimers drops stale timer entries (every heartbeat can leave one
+// behind until its time comes).
+func (c *RawCoordinator) rebuildTimers() {
+	c.timers = c.timers[:0]
+	for _, name := range c.sortedGroupNames() {
+		if g := c.groups[name]; !g.wake.IsZero() {
+			c.timers = append(c.timers, timer{at: g.wake, group: name})
+		}
+	}
+	heap.Init(&c.timers)
 }
 
 type timer struct {

@@ -32,6 +32,7 @@ type Record struct {
 	Generation   int32  // RecordGroup
 	ProtocolType string // RecordGroup
 	Created      bool   // RecordGroup
+	EmptySince   int64  // RecordGroup: Unix milliseconds since the group has had no members, or 0
 
 	Topic       string // RecordOffset, RecordOffsetDeleted
 	Partition   int32  // RecordOffset, RecordOffsetDeleted
@@ -66,6 +67,7 @@ func AppendRecord(dst []byte, r Record) []byte {
 		dst = kbin.AppendInt32(dst, r.Generation)
 		dst = kbin.AppendString(dst, r.ProtocolType)
 		dst = kbin.AppendBool(dst, r.Created)
+		dst = kbin.AppendInt64(dst, r.EmptySince)
 	case RecordOffset:
 		dst = kbin.AppendString(dst, r.Topic)
 		dst = kbin.AppendInt32(dst, r.Partition)
@@ -112,6 +114,7 @@ func DecodeRecord(b []byte) (Record, int, error) {
 		r.Generation = kr.Int32()
 		r.ProtocolType = kr.String()
 		r.Created = kr.Bool()
+		r.EmptySince = kr.Int64()
 	case RecordGroupDeleted:
 	case RecordOffset:
 		r.Topic = kr.String()

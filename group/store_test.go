@@ -14,7 +14,7 @@ import (
 
 func sampleRecords() []Record {
 	return []Record{
-		{Kind: RecordGroup, Group: "g", Generation: 3, ProtocolType: "consumer", Created: true},
+		{Kind: RecordGroup, Group: "g", Generation: 3, ProtocolType: "consumer", Created: true, EmptySince: 1700000000000},
 		{Kind: RecordOffset, Group: "g", Topic: "t", Partition: 1, Offset: 42, LeaderEpoch: 2, Metadata: "m", CommitTime: 1700000000000},
 		{Kind: RecordOffset, Group: "g", Topic: "t", Partition: 2, Offset: 7, LeaderEpoch: -1, CommitTime: 1700000000001},
 		{Kind: RecordOffsetDeleted, Group: "g", Topic: "t", Partition: 2},
@@ -229,4 +229,55 @@ func FuzzDecodeRecord(f *testing.F) {
 		c.Restore(time.Unix(0, 0), []Record{r})
 		_ = c.Snapshot()
 	})
+}
+
+// TestOpenCompactsDeadRecords commits the same offsets over and over until
+// the file is well past the compaction threshold: the coordinator rewrites
+// it while running, and the state survives a reopen.
+func TestOpenCompactsDeadRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStore(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]Record, 0, 10_000)
+	var i int64
+	for s.Size() <= compactMinBytes {
+		batch = batch[:0]
+		for range cap(batch) {
+			i++
+			batch = append(batch, Record{Kind: RecordOffset, Group: "g", Topic: "t", Partition: int32(i % 4), Offset: i, CommitTime: i})
+		}
+		if err := s.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := s.Size()
+	s.Close()
+
+	c, err := Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	st, err := os.Stat(filepath.Join(dir, storeDirName, storeFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() >= big/100 {
+		t.Fatalf("open did not compact: %d bytes before, %d after", big, st.Size())
+	}
+	_, recs, err := OpenStore(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := NewRawCoordinator(Config{})
+	raw.Restore(time.Now(), recs)
+	g := raw.groups["g"]
+	for p := range int32(4) {
+		want := i - (i-int64(p))%4 // the last offset committed for p
+		if got := g.offsets[topicPartition{"t", p}].Offset; got != want {
+			t.Errorf("partition %d: offset %d after compaction, want %d", p, got, want)
+		}
+	}
 }

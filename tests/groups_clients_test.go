@@ -20,6 +20,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	gokastorage "github.com/lovoo/goka/storage"
+	segkafka "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -256,9 +257,16 @@ func TestKcatBalancedConsumers(t *testing.T) {
 }
 
 // TestConfluentConsumerGroup runs two confluent-kafka-go (librdkafka)
-// group consumers with manual commits and checks they split the
-// partitions, consume everything and commit the end offsets.
+// group consumers with manual commits, with librdkafka's default eager
+// assignors and with cooperative-sticky, and checks they consume
+// everything and commit the end offsets.
 func TestConfluentConsumerGroup(t *testing.T) {
+	for _, strategy := range []string{"range,roundrobin", "cooperative-sticky"} {
+		t.Run(strategy, func(t *testing.T) { runConfluentGroup(t, strategy) })
+	}
+}
+
+func runConfluentGroup(t *testing.T, strategy string) {
 	b := weirtest.Start(t)
 	const topic, group = "confluent-group", "confluent-readers"
 	createTopic(t, b, topic, 4)
@@ -273,13 +281,14 @@ func TestConfluentConsumerGroup(t *testing.T) {
 	var counts [2]atomic.Int64
 	for i := range 2 {
 		c, err := kafka.NewConsumer(&kafka.ConfigMap{
-			"bootstrap.servers":      b.Addr(),
-			"group.id":               group,
-			"auto.offset.reset":      "earliest",
-			"enable.auto.commit":     false,
-			"heartbeat.interval.ms":  200,
-			"go.logs.channel.enable": true,
-			"go.logs.channel":        logs,
+			"bootstrap.servers":             b.Addr(),
+			"group.id":                      group,
+			"auto.offset.reset":             "earliest",
+			"enable.auto.commit":            false,
+			"heartbeat.interval.ms":         200,
+			"partition.assignment.strategy": strategy,
+			"go.logs.channel.enable":        true,
+			"go.logs.channel":               logs,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -351,13 +360,23 @@ func TestGoka(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var failed atomic.Int64
 		for i := range n {
-			if err := em.EmitSync(fmt.Sprintf("key-%d", i%5), round); err != nil {
+			pr, err := em.Emit(fmt.Sprintf("key-%d", i%5), round)
+			if err != nil {
 				t.Fatal(err)
 			}
+			pr.Then(func(err error) {
+				if err != nil {
+					failed.Add(1)
+				}
+			})
 		}
-		if err := em.Finish(); err != nil {
+		if err := em.Finish(); err != nil { // waits for every emit
 			t.Fatal(err)
+		}
+		if f := failed.Load(); f > 0 {
+			t.Fatalf("%d emits failed", f)
 		}
 	}
 	run := func() (*goka.Processor, func()) {
@@ -439,5 +458,66 @@ func TestGoka(t *testing.T) {
 	}
 	if err == nil {
 		t.Logf("goka's replication check passed too")
+	}
+}
+
+// TestKafkaGoConsumerGroup reads a topic with two segmentio/kafka-go
+// Readers in one group (synchronous commits) and checks everything is
+// consumed and committed.
+func TestKafkaGoConsumerGroup(t *testing.T) {
+	b := weirtest.Start(t)
+	const topic, group = "kafkago-group", "kafkago-readers"
+	createTopic(t, b, topic, 4)
+	produceN(t, b.Addr(), topic, 200, "k")
+	ends := endOffsets(t, b.Addr(), topic)
+	seen := newSeenSet()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var readers []*segkafka.Reader
+	for range 2 {
+		r := segkafka.NewReader(segkafka.ReaderConfig{
+			Brokers:           []string{b.Addr()},
+			GroupID:           group,
+			Topic:             topic,
+			StartOffset:       segkafka.FirstOffset,
+			HeartbeatInterval: 200 * time.Millisecond,
+			MaxWait:           200 * time.Millisecond,
+		})
+		readers = append(readers, r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := r.FetchMessage(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("kafka-go fetch: %v", err)
+					}
+					return
+				}
+				seen.add(&kgo.Record{Partition: int32(m.Partition), Offset: m.Offset})
+				if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+					t.Errorf("kafka-go commit: %v", err)
+				}
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
+	waitFor(t, 20*time.Second, "the commits", func() bool {
+		got := committedOffsets(t, b.Addr(), group)
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	for _, r := range readers {
+		if err := r.Close(); err != nil {
+			t.Errorf("close reader: %v", err)
+		}
 	}
 }

@@ -93,3 +93,63 @@ func (t *exampleTB) cleanup() {
 		os.RemoveAll(d)
 	}
 }
+
+// groupResume is a consumer group against the embedded broker: a member
+// reads and commits, and the next member of the group resumes after the
+// commit.
+func groupResume(t testing.TB) {
+	b := weirtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	produce := func(values ...string) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("invoices"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for _, v := range values {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// consume reads n records as a member of the "billing" group, commits
+	// them and leaves the group.
+	consume := func(n int) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ConsumerGroup("billing"), kgo.ConsumeTopics("invoices"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for seen := 0; seen < n; {
+			fs := cl.PollFetches(ctx)
+			if err := fs.Err0(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				fmt.Printf("offset %d: %s\n", r.Offset, r.Value)
+				seen++
+			})
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("rent", "power", "water")
+	consume(3)
+	produce("phone")
+	consume(1) // starts at the committed offset 3
+}
+
+// Example_consumerGroup runs groupResume.
+func Example_consumerGroup() {
+	t := &exampleTB{}
+	defer t.cleanup()
+	groupResume(t)
+	// Output:
+	// offset 0: rent
+	// offset 1: power
+	// offset 2: water
+	// offset 3: phone
+}

@@ -11,11 +11,21 @@ import (
 // data dir and returns its address; it is closed when the test ends.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	b, err := broker.Start(broker.Config{
+	return startBrokerWith(t, nil)
+}
+
+// startBrokerWith is startBroker with mod applied to the config.
+func startBrokerWith(t *testing.T, mod func(*broker.Config)) string {
+	t.Helper()
+	cfg := broker.Config{
 		Addr:    "127.0.0.1:0",
 		DataDir: t.TempDir(),
 		Logger:  slog.New(slog.DiscardHandler),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := broker.Start(cfg)
 	if err != nil {
 		t.Fatalf("start broker: %v", err)
 	}

@@ -77,6 +77,9 @@ func (e *BrokerError) Error() string {
 	if e.Message != "" {
 		fmt.Fprintf(&b, " (broker: %s)", e.Message)
 	}
+	if errors.Is(e.Err, kerr.GroupAuthorizationFailed) {
+		b.WriteString(" (if the broker runs with --require-group-create, create the group first: weir group create NAME)")
+	}
 	return b.String()
 }
 

@@ -142,6 +142,12 @@ Stops after --count records, at the end of every partition with
 			if ctx.Err() != nil || errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, kgo.ErrClientClosed) {
 				continue
 			}
+			if fe.Topic == "" && *group != "" {
+				// franz-go reports group errors (join, sync, commit) as a
+				// fetch error without a topic.
+				pollErr = &BrokerError{Op: "consume as group", Name: *group, Err: fe.Err}
+				break
+			}
 			pollErr = &BrokerError{Op: fmt.Sprintf("fetch partition %d of", fe.Partition), Name: fe.Topic, Err: fe.Err}
 			break
 		}

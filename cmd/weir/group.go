@@ -3,24 +3,34 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-const groupSynopsis = `group <list|describe|delete> [flags]
+const groupSynopsis = `group <list|describe|create|delete|reset-offsets> [flags]
 
   weir group list
-  weir group describe NAME    members, and per partition the committed offset, end offset and lag
+  weir group describe NAME    members (client id, host, owned partitions), and per partition
+                              the committed offset, end offset and lag
+  weir group create NAME      create a group ahead of use (needed when the broker runs with
+                              --require-group-create)
   weir group delete NAME      only an empty group (no members) can be deleted
+  weir group reset-offsets NAME (--topic T[:P,...]... | --all-topics)
+        (--to-earliest | --to-latest | --to-offset N | --to-datetime 2006-01-02T15:04:05Z)
+        [--execute]           prints the plan; --execute commits it. The group must have no
+                              members, as with kafka-consumer-groups.
 
 Consume as a group member with 'weir consume TOPIC --group NAME'.`
 
 // runGroup dispatches the consumer group subcommands.
 func runGroup(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("group", "missing subcommand: list, describe or delete")
+		return usagef("group", "missing subcommand: list, describe, create, delete or reset-offsets")
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -32,8 +42,12 @@ func runGroup(ctx context.Context, e *env, args []string) error {
 		return runGroupDescribe(ctx, e, args[1:])
 	case "delete", "rm":
 		return runGroupDelete(ctx, e, args[1:])
+	case "create":
+		return runGroupCreate(ctx, e, args[1:])
+	case "reset-offsets":
+		return runGroupResetOffsets(ctx, e, args[1:])
 	}
-	return usagef("group", "unknown subcommand %q: want list, describe or delete", args[0])
+	return usagef("group", "unknown subcommand %q: want list, describe, create, delete or reset-offsets", args[0])
 }
 
 func runGroupList(ctx context.Context, e *env, args []string) error {
@@ -102,9 +116,9 @@ func runGroupDescribe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "group: %s\nstate: %s\nprotocol: %s\nmembers: %d\n", name, dash(l.State), dash(l.Protocol), len(l.Members))
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	if len(l.Members) > 0 {
-		fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST")
+		fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST\tPARTITIONS")
 		for _, m := range l.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.MemberID, dash(m.ClientID), dash(m.ClientHost))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.MemberID, dash(m.ClientID), dash(m.ClientHost), ownedPartitions(m))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -153,6 +167,30 @@ func runGroupDelete(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "deleted group %s\n", name)
 	return nil
+}
+
+// ownedPartitions formats a member's assignment as "topic:0,1 other:3",
+// or "-" when it has none (or is not a consumer protocol member).
+func ownedPartitions(m kadm.DescribedGroupMember) string {
+	a, ok := m.Assigned.AsConsumer()
+	if !ok || a == nil {
+		return "-"
+	}
+	var parts []string
+	for _, t := range a.Topics {
+		ps := slices.Clone(t.Partitions)
+		slices.Sort(ps)
+		strs := make([]string, len(ps))
+		for i, p := range ps {
+			strs[i] = strconv.Itoa(int(p))
+		}
+		parts = append(parts, t.Topic+":"+strings.Join(strs, ","))
+	}
+	slices.Sort(parts)
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }
 
 // oneName checks that pos is exactly one name of kind ("topic", "group").

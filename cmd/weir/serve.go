@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -20,20 +21,24 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	const cmd = "serve"
 	fs := e.newFlagSet(cmd, "serve [flags]")
 	var (
-		addr          = fs.String("addr", "127.0.0.1:9092", "listen `host:port` (port 0 picks a free port)")
-		advertised    = fs.String("advertised-addr", "", "`host:port` given to clients in Metadata (default: the listen address)")
-		dataDir       = fs.String("data-dir", "", "data `directory` (default $WEIR_DATA_DIR, else $XDG_DATA_HOME/weir, else ~/.local/share/weir)")
-		fsync         = fs.String("fsync", "always", "fsync `policy`: always (fsync before acks=-1 is answered and consumers see data), interval, never")
-		fsyncInterval = fs.Duration("fsync-interval", time.Second, "fsync period for --fsync interval")
-		autoCreate    = fs.Bool("auto-create-topics", true, "create unknown topics on Metadata/Produce requests that ask for it")
-		defParts      = fs.Int("default-partitions", 1, "`partitions` of auto-created topics")
-		strictRF      = fs.Bool("strict-replication-factor", false, "reject replication factor > 1 instead of accepting it as 1")
-		maxReq        = fs.Int("max-request-bytes", 100<<20, "largest request frame in `bytes`; larger ones close the connection")
-		retentionMs   = fs.Int64("retention-ms", 7*24*3600*1000, "default retention.ms of topics (-1 = forever)")
-		segmentBytes  = fs.Int64("segment-bytes", 1<<30, "default segment.bytes of topics")
-		logLevel      = fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-		logFormat     = fs.String("log-format", "text", "log `format`: text or json")
-		metricsAddr   = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (default: off)")
+		addr           = fs.String("addr", "127.0.0.1:9092", "listen `host:port` (port 0 picks a free port)")
+		advertised     = fs.String("advertised-addr", "", "`host:port` given to clients in Metadata (default: the listen address)")
+		dataDir        = fs.String("data-dir", "", "data `directory` (default $WEIR_DATA_DIR, else $XDG_DATA_HOME/weir, else ~/.local/share/weir)")
+		fsync          = fs.String("fsync", "always", "fsync `policy`: always (fsync before acks=-1 is answered and consumers see data), interval, never")
+		fsyncInterval  = fs.Duration("fsync-interval", time.Second, "fsync period for --fsync interval")
+		autoCreate     = fs.Bool("auto-create-topics", true, "create unknown topics on Metadata/Produce requests that ask for it")
+		defParts       = fs.Int("default-partitions", 1, "`partitions` of auto-created topics")
+		strictRF       = fs.Bool("strict-replication-factor", false, "reject replication factor > 1 instead of accepting it as 1")
+		maxReq         = fs.Int("max-request-bytes", 100<<20, "largest request frame in `bytes`; larger ones close the connection")
+		retentionMs    = fs.Int64("retention-ms", 7*24*3600*1000, "default retention.ms of topics (-1 = forever)")
+		segmentBytes   = fs.Int64("segment-bytes", 1<<30, "default segment.bytes of topics")
+		rebalanceDelay = fs.Duration("group-initial-rebalance-delay", group.DefaultInitialRebalanceDelay,
+			"how long the first rebalance of an empty group waits for more members (extended per joining member); 0 for none")
+		requireGroup     = fs.Bool("require-group-create", false, "refuse consumer groups not created with 'weir group create' (GROUP_AUTHORIZATION_FAILED)")
+		offsetsRetention = fs.Duration("offsets-retention", group.DefaultOffsetsRetention, "keep committed offsets of a group without members this `long`")
+		logLevel         = fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+		logFormat        = fs.String("log-format", "text", "log `format`: text or json")
+		metricsAddr      = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (default: off)")
 	)
 	qf := addQuotaFlags(fs)
 	pos, err := e.parseFlags(fs, cmd, args)
@@ -62,6 +67,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return usagef(cmd, "--retention-ms must be positive or -1")
 	case *segmentBytes < 14:
 		return usagef(cmd, "--segment-bytes is too small")
+	case *rebalanceDelay < 0:
+		return usagef(cmd, "--group-initial-rebalance-delay must be >= 0")
+	case *offsetsRetention <= 0:
+		return usagef(cmd, "--offsets-retention must be positive")
+	}
+	if *rebalanceDelay == 0 {
+		*rebalanceDelay = -1 // broker.Config: negative means none, zero the default
 	}
 	quotaCfg, err := qf.config()
 	if err != nil {
@@ -91,9 +103,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			RetentionMs:  *retentionMs,
 			SegmentBytes: *segmentBytes,
 		},
-		Quota:   quotaCfg,
-		Metrics: newMetricsRegistry(),
-		Logger:  logger,
+		GroupInitialRebalanceDelay: *rebalanceDelay,
+		RequireGroupCreate:         *requireGroup,
+		OffsetsRetention:           *offsetsRetention,
+		Quota:                      quotaCfg,
+		Metrics:                    newMetricsRegistry(),
+		Logger:                     logger,
 	}
 	start := time.Now()
 	b, err := broker.Start(cfg)
