@@ -79,6 +79,9 @@ func fatalKind(err error) error {
 			return ErrAuthorization
 		case kerr.MessageTooLarge, kerr.RecordListTooLarge:
 			return ErrEventTooLarge
+		case kerr.InvalidSessionTimeout, kerr.InvalidGroupID, kerr.InconsistentGroupProtocol:
+			// A group join the brokers refuse for its settings.
+			return ErrInvalidConfig
 		}
 	}
 	var (
