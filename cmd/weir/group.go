@@ -58,16 +58,14 @@ func runGroupList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef(cmd, "unexpected argument %q", pos[0])
+	if err := noArgs(cmd, pos); err != nil {
+		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	groups, err := adm.ListGroups(ctx)
 	if err != nil {
 		return fmt.Errorf("weir: list groups: %w", err)
@@ -92,13 +90,11 @@ func runGroupDescribe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	lags, err := adm.Lag(ctx, name)
 	if err != nil {
 		return &BrokerError{Op: "describe group", Name: name, Err: err}
@@ -155,13 +151,11 @@ func runGroupDelete(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	if _, err := adm.DeleteGroup(ctx, name); err != nil {
 		return &BrokerError{Op: "delete group", Name: name, Err: err}
 	}

@@ -127,13 +127,11 @@ func runGroupResetOffsets(ctx context.Context, e *env, args []string) error {
 			return usagef(cmd, "--to-datetime: %v", err)
 		}
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 
 	described, err := adm.DescribeGroups(ctx, name)
 	if err != nil {

@@ -45,8 +45,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef(cmd, "unexpected argument %q", pos[0])
+	if err := noArgs(cmd, pos); err != nil {
+		return err
 	}
 	logger, err := newLogger(e.stderr, *logLevel, *logFormat)
 	if err != nil {

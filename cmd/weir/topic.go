@@ -74,6 +74,25 @@ func newAdmin(cf *clientFlags) (*kadm.Client, error) {
 	return kadm.NewClient(cl), nil
 }
 
+// openAdmin connects an admin client for cf and bounds ctx by adminTimeout,
+// the frame of every admin subcommand; done closes both.
+func openAdmin(ctx context.Context, cf *clientFlags) (*kadm.Client, context.Context, func(), error) {
+	adm, err := newAdmin(cf)
+	if err != nil {
+		return nil, ctx, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	return adm, ctx, func() { cancel(); adm.Close() }, nil
+}
+
+// noArgs rejects positional arguments for a command that takes none.
+func noArgs(cmd string, pos []string) error {
+	if len(pos) > 0 {
+		return usagef(cmd, "unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
 func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	const cmd = "topic create"
 	fs := e.newFlagSet(cmd, "topic create NAME --partitions N [--config key=value]... [--replication-factor N]")
@@ -96,13 +115,11 @@ func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	if *rf < 1 || *rf > 1<<15-1 {
 		return usagef(cmd, "--replication-factor must be between 1 and %d", 1<<15-1)
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	resp, err := adm.CreateTopic(ctx, int32(*partitions), int16(*rf), configs, name)
 	if err != nil {
 		return &BrokerError{Op: "create topic", Name: name, Err: err, Message: resp.ErrMessage}
@@ -119,16 +136,14 @@ func runTopicList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef(cmd, "unexpected argument %q", pos[0])
+	if err := noArgs(cmd, pos); err != nil {
+		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	topics, err := adm.ListTopics(ctx)
 	if err != nil {
 		return fmt.Errorf("weir: list topics: %w", err)
@@ -153,13 +168,11 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 
 	detail, err := describeTopic(ctx, adm, name)
 	if err != nil {
@@ -270,13 +283,11 @@ func runTopicDelete(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	resp, err := adm.DeleteTopic(ctx, name)
 	if err != nil {
 		return &BrokerError{Op: "delete topic", Name: name, Err: err, Message: resp.ErrMessage}

@@ -52,16 +52,14 @@ func runTUShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef(cmd, "unexpected argument %q", pos[0])
+	if err := noArgs(cmd, pos); err != nil {
+		return err
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	rcs, err := adm.DescribeBrokerConfigs(ctx)
 	if err == nil && len(rcs) > 0 && rcs[0].Err != nil {
 		err = rcs[0].Err
@@ -145,13 +143,11 @@ func runTUSet(ctx context.Context, e *env, args []string) error {
 	if len(set) == 0 {
 		return usagef(cmd, "nothing to set: give UNITS or an --auto-inflate flag (see 'weir tu -h')")
 	}
-	adm, err := newAdmin(cf)
+	adm, ctx, done, err := openAdmin(ctx, cf)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	var alters []kadm.AlterConfig
 	for k, v := range set {
 		alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
