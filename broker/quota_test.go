@@ -81,6 +81,42 @@ func TestThrottleHoldsBackReads(t *testing.T) {
 	}
 }
 
+// TestThrottleCoversWholeDebt: a produce of 15 x 900 KiB at once on 1 TU
+// is ~12 s over the bucket. The response carries all of it, and so does the
+// hold: a throttle cut short would let the client take more than its limit
+// and leave the rest of the debt to other connections.
+func TestThrottleCoversWholeDebt(t *testing.T) {
+	b := startBroker(t, func(c *Config) {
+		c.Sync = storage.SyncNever
+		c.Quota.ThroughputUnits = 1
+	})
+	if _, err := b.Log().CreateTopic("huge", 15, nil); err != nil {
+		t.Fatal(err)
+	}
+	req := produceReq("huge", 0, recordBatch(strings.Repeat("h", 900<<10)))
+	for i := int32(1); i < 15; i++ {
+		rp := req.Topics[0].Partitions[0]
+		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("h", 900<<10))
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	r := dialRaw(t, b)
+	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
+	// 15 x 900 KiB - 1 MiB of bucket = 12.18 MiB, at 1 MiB/s.
+	if got, want := time.Duration(resp.ThrottleMillis)*time.Millisecond, 12180*time.Millisecond; got < want-50*time.Millisecond || got > want+50*time.Millisecond {
+		t.Errorf("13.2 MiB at once on 1 TU throttled %v, want the whole debt, ~%v", got, want)
+	}
+	// The connection is held for the same time.
+	var holdUntil int64
+	b.mu.Lock()
+	for c := range b.mu.conns {
+		holdUntil = max(holdUntil, c.holdUntil.Load())
+	}
+	b.mu.Unlock()
+	if hold := time.Until(time.Unix(0, holdUntil)); hold < 11*time.Second {
+		t.Errorf("the connection is held back %v more, want the whole ~12 s throttle", hold)
+	}
+}
+
 // TestUnlimitedByDefault checks that a broker without TUs never throttles.
 func TestUnlimitedByDefault(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })

@@ -10,7 +10,12 @@
 // Throttling follows Kafka's KIP-219: usage is always recorded in full (a
 // request over quota is still served), and the answer is a throttle
 // duration that the broker puts in throttle_time_ms and for which it holds
-// back the connection's next reads.
+// back the connection's next reads. The throttle is the whole debt of the
+// shared buckets at the time of the request, not capped: a connection is
+// held until everything taken so far, its own request included, is paid
+// for. So the limit holds whatever the request size or the number of
+// connections, and debt cannot pile up: what is owed at any time is at most
+// the requests whose holds are still running, one per held connection.
 package quota
 
 import (
@@ -30,10 +35,6 @@ const (
 // Burst is the capacity of every bucket, in seconds of its rate: a burst of
 // up to this much traffic above the limit passes unthrottled.
 const Burst = time.Second
-
-// MaxThrottle caps one throttle answer. Larger debts (one huge request)
-// are paid off over several requests, each throttled again.
-const MaxThrottle = 10 * time.Second
 
 // Defaults of Config's zero fields.
 const (
@@ -319,8 +320,10 @@ func (n *Namespace) TakeChanges() []Change {
 
 // Record records usage in direction d on topic at now, and returns how long
 // the client must be held back: zero while every limit it touches has
-// tokens left. Call it once per topic of a request and hold the client back
-// for the largest answer.
+// tokens left, else the time for the largest debt among them to be paid
+// off. Call it once per topic of a request and hold the client back for the
+// largest answer, in full: a shorter hold lets the client take more than
+// its limit, and leaves the debt to whoever comes next.
 func (n *Namespace) Record(now time.Time, d Direction, topic string, bytes, events int64) time.Duration {
 	n.advance(n.maxTime(now))
 	var throttle time.Duration
@@ -334,7 +337,7 @@ func (n *Namespace) Record(now time.Time, d Direction, topic string, bytes, even
 		m.advance(now)
 		throttle = max(throttle, m.take(bytes, events))
 	}
-	return min(throttle, MaxThrottle)
+	return throttle
 }
 
 // maxTime keeps time from going backwards across callers that read the
