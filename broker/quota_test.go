@@ -480,6 +480,69 @@ func TestSharedMetricsRegistry(t *testing.T) {
 	}
 }
 
+// TestMetricsRegistryOutlivesBroker: an embedder keeps one registry
+// across broker restarts. Close takes the broker's metrics off it, and a
+// new broker registers its own.
+func TestMetricsRegistryOutlivesBroker(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	for i := range 3 {
+		b, err := Start(Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(), Sync: storage.SyncNever, Metrics: reg})
+		if err != nil {
+			t.Fatalf("start %d on the same registry: %v", i, err)
+		}
+		m := scrapeHandler(t, b)
+		if _, ok := m["weir_connections"]; !ok {
+			t.Fatalf("start %d: weir_connections is not served", i)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if mfs := gatherWeir(t, reg); len(mfs) > 0 {
+			t.Fatalf("after Close %d the registry still has %v", i, mfs)
+		}
+	}
+}
+
+// TestFailedStartRegistersNothing: a Start that fails (here: a bad
+// address) leaves nothing on the registry, so a scrape does not reach a
+// half-built broker and the registry can be used by the next Start.
+func TestFailedStartRegistersNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := Start(Config{Addr: "256.0.0.1:99999", DataDir: t.TempDir(), Logger: quietLogger(), Metrics: reg}); err == nil {
+		t.Fatal("Start on 256.0.0.1:99999 succeeded")
+	}
+	b, err := Start(Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger(), Sync: storage.SyncNever, Metrics: reg})
+	if err != nil {
+		t.Fatalf("Start after a failed Start on the same registry: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(Config{Addr: "256.0.0.1:99999", DataDir: t.TempDir(), Logger: quietLogger(), Metrics: reg}); err == nil {
+		t.Fatal("Start on 256.0.0.1:99999 succeeded")
+	}
+	if mfs := gatherWeir(t, reg); len(mfs) > 0 {
+		t.Fatalf("after a failed Start the registry has %v", mfs)
+	}
+}
+
+// gatherWeir scrapes reg and returns the names of the weir_ metrics on it.
+func gatherWeir(t *testing.T, reg *prometheus.Registry) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "weir_") {
+			names = append(names, mf.GetName())
+		}
+	}
+	return names
+}
+
 // TestInflatedUnitsSurviveRestart: TUs raised by auto-inflate are the TU
 // count, kept across a restart (as in Event Hubs); 'weir tu set' of the
 // count puts it back.
