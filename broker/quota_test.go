@@ -2,13 +2,17 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,6 +284,125 @@ func TestThroughputUnitsAtRuntime(t *testing.T) {
 	rs, err = adm.AlterBrokerConfigsState(testCtx(t), []kadm.AlterConfig{{Name: "weir.throughput.units", Value: ptrTo("-5")}}, 0)
 	if err != nil || !errors.Is(rs[0].Err, kerr.InvalidConfig) {
 		t.Errorf("AlterConfigs with -5 TUs: %v %v, want INVALID_CONFIG", err, rs)
+	}
+}
+
+// quotaFileFS fails writes of quota.json while failing is set.
+type quotaFileFS struct {
+	storage.OSFS
+	failing atomic.Bool
+}
+
+var errDiskFull = errors.New("test: disk full")
+
+func (f *quotaFileFS) OpenFile(name string, flag int, perm os.FileMode) (storage.File, error) {
+	if f.failing.Load() && strings.HasSuffix(name, "quota.json.tmp") {
+		return nil, errDiskFull
+	}
+	return f.OSFS.OpenFile(name, flag, perm)
+}
+
+// TestAlterPersistsFirst: a TU change that cannot be written to quota.json
+// is answered with an error and changes nothing, in force or on disk.
+func TestAlterPersistsFirst(t *testing.T) {
+	fs := &quotaFileFS{}
+	dir := t.TempDir()
+	b := startBroker(t, func(c *Config) { c.DataDir, c.FS, c.Sync = dir, fs, storage.SyncNever })
+	adm := newAdmin(t, b)
+	if err := alterBroker(t, adm, "weir.throughput.units", "2"); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(filepath.Join(dir, "quota.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.failing.Store(true)
+	err = alterBroker(t, adm, "weir.throughput.units", "7", "weir.topic.throughput.units.orders", "1")
+	if !errors.Is(err, kerr.KafkaStorageError) {
+		t.Fatalf("a change that cannot be persisted: %v, want KAFKA_STORAGE_ERROR", err)
+	}
+	cs := brokerConfigs(t, adm)
+	if v := configValue(t, cs, "weir.throughput.units.current"); v != "2" {
+		t.Errorf("after a failed persist %s TUs are in force, want the previous 2", v)
+	}
+	if _, ok := cs["weir.topic.throughput.units.orders"]; ok {
+		t.Error("after a failed persist the orders cap is in force")
+	}
+	if now, err := os.ReadFile(filepath.Join(dir, "quota.json")); err != nil || !bytes.Equal(now, saved) {
+		t.Errorf("after a failed persist quota.json is %q (%v), want it unchanged", now, err)
+	}
+}
+
+// TestTopicCapsBounded: at most quota.MaxTopicCaps topics can be capped,
+// and only valid topic names: beyond is INVALID_CONFIG, and nothing changes.
+func TestTopicCapsBounded(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
+	adm := newAdmin(t, b)
+	kv := func(from, n int) []string {
+		var out []string
+		for i := from; i < from+n; i++ {
+			out = append(out, "weir.topic.throughput.units.t"+strconv.Itoa(i), "1")
+		}
+		return out
+	}
+	if err := alterBroker(t, adm, kv(0, quota.MaxTopicCaps-1)...); err != nil {
+		t.Fatalf("capping %d topics: %v", quota.MaxTopicCaps-1, err)
+	}
+	if err := alterBroker(t, adm, kv(quota.MaxTopicCaps-1, 2)...); !errors.Is(err, kerr.InvalidConfig) {
+		t.Errorf("capping topic %d: %v, want INVALID_CONFIG", quota.MaxTopicCaps+1, err)
+	}
+	for _, bad := range []string{"weir.topic.throughput.units.", "weir.topic.throughput.units.no/slash", "weir.topic.throughput.units.."} {
+		if err := alterBroker(t, adm, bad, "1"); !errors.Is(err, kerr.InvalidConfig) {
+			t.Errorf("set %s: %v, want INVALID_CONFIG", bad, err)
+		}
+	}
+	cs := brokerConfigs(t, adm)
+	n := 0
+	for k := range cs {
+		if strings.HasPrefix(k, "weir.topic.throughput.units.") {
+			n++
+		}
+	}
+	if n != quota.MaxTopicCaps-1 {
+		t.Errorf("%d topic caps in force after the rejected changes, want %d", n, quota.MaxTopicCaps-1)
+	}
+	if err := alterBroker(t, adm, "weir.topic.throughput.units.last", "1"); err != nil {
+		t.Errorf("capping topic %d: %v", quota.MaxTopicCaps, err)
+	}
+}
+
+// TestConflictingOverridesDoNotBlockStart: settings saved by 'weir tu set'
+// that conflict with new command-line flags (an auto-inflate max of 3
+// below a new --throughput-units 5) are ignored with a warning, and the
+// flags win; a valid topic cap saved with them is kept.
+func TestConflictingOverridesDoNotBlockStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(), Sync: storage.SyncNever,
+		Quota: quota.Config{ThroughputUnits: 2}}
+	b, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alterBroker(t, newAdmin(t, b), "weir.auto.inflate.enabled", "true", "weir.auto.inflate.max.units", "3",
+		"weir.topic.throughput.units.orders", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Quota.ThroughputUnits = 5
+	b, err = Start(cfg)
+	if err != nil {
+		t.Fatalf("restart with --throughput-units 5 over a saved auto-inflate max of 3: %v", err)
+	}
+	defer b.Close()
+	cs := brokerConfigs(t, newAdmin(t, b))
+	for k, want := range map[string]string{
+		"weir.throughput.units.current": "5", "weir.auto.inflate.enabled": "false", "weir.topic.throughput.units.orders": "1",
+	} {
+		if got := configValue(t, cs, k); got != want {
+			t.Errorf("%s = %s, want %s", k, got, want)
+		}
 	}
 }
 

@@ -46,6 +46,9 @@ const (
 // MaxUnits bounds every unit count: 1 TU is 1 MiB/s in, so this is ~1 TiB/s.
 const MaxUnits = 1 << 20
 
+// MaxTopicCaps bounds how many topics a Config can cap (TopicUnits keys).
+const MaxTopicCaps = 10000
+
 // ErrInvalidConfig is wrapped by every error of Config.Validate.
 var ErrInvalidConfig = errors.New("weir: invalid quota config")
 
@@ -116,12 +119,33 @@ func (c Config) Validate() error {
 	case c.QuietPeriod < 0:
 		return invalid("scale-down quiet period must be >= 0, not %v", c.QuietPeriod)
 	}
+	if len(c.TopicUnits) > MaxTopicCaps {
+		return invalid("at most %d topics can have a throughput-unit cap, not %d", MaxTopicCaps, len(c.TopicUnits))
+	}
 	for topic, u := range c.TopicUnits {
+		if !validTopicName(topic) {
+			return invalid("throughput-unit cap for %q: not a valid topic name", topic)
+		}
 		if u < 0 || u > MaxUnits {
 			return invalid("throughput units of topic %q must be between 0 (no cap) and %d, not %d", topic, MaxUnits, u)
 		}
 	}
 	return nil
+}
+
+// validTopicName is Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopicName(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (c Config) withDefaults() Config {
@@ -227,8 +251,9 @@ func New(cfg Config, units int, now time.Time) (*Namespace, error) {
 }
 
 // clampUnits returns the TU count allowed by the config for a wanted one.
-func (n *Namespace) clampUnits(u int) int {
-	c := n.cfg
+func (n *Namespace) clampUnits(u int) int { return n.cfg.clampUnits(u) }
+
+func (c Config) clampUnits(u int) int {
 	if !c.AutoInflate || u <= 0 {
 		return c.ThroughputUnits
 	}
@@ -283,6 +308,16 @@ func (n *Namespace) SetConfig(cfg Config, now time.Time) error {
 	n.setUnits(now, n.clampUnits(want), "set")
 	n.setTopics(now)
 	return nil
+}
+
+// UnitsAfter returns the TU count that SetConfig(cfg) would put in force,
+// followed by ResetUnits if reset, without changing anything: what to
+// persist before the change is made.
+func (n *Namespace) UnitsAfter(cfg Config, reset bool) int {
+	if reset || cfg.ThroughputUnits != n.cfg.ThroughputUnits {
+		return cfg.ThroughputUnits
+	}
+	return cfg.withDefaults().clampUnits(n.units)
 }
 
 // ResetUnits puts the configured ThroughputUnits back in force, undoing

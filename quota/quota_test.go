@@ -2,6 +2,7 @@ package quota
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -455,6 +456,39 @@ func TestResetUnits(t *testing.T) {
 	}
 }
 
+// TestUnitsAfter: the count UnitsAfter predicts is the one SetConfig (and
+// ResetUnits) puts in force, so the broker can persist it first.
+func TestUnitsAfter(t *testing.T) {
+	inflated := Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 4}
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		reset bool
+	}{
+		{"same", inflated, false},
+		{"reset", inflated, true},
+		{"new units", Config{ThroughputUnits: 2, AutoInflate: true, AutoInflateMaxUnits: 4}, false},
+		{"lower max", Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 2}, false},
+		{"auto-inflate off", Config{ThroughputUnits: 1}, false},
+		{"unlimited", Config{}, false},
+	} {
+		n, err := New(inflated, 3, t0) // inflated to 3
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := n.UnitsAfter(tc.cfg, tc.reset)
+		if err := n.SetConfig(tc.cfg, t0); err != nil {
+			t.Fatal(err)
+		}
+		if tc.reset {
+			n.ResetUnits(t0)
+		}
+		if n.Units() != want {
+			t.Errorf("%s: UnitsAfter said %d, SetConfig put %d in force", tc.name, want, n.Units())
+		}
+	}
+}
+
 func TestRestoredUnitsAreClamped(t *testing.T) {
 	cfg := Config{ThroughputUnits: 2, AutoInflate: true, AutoInflateMaxUnits: 6}
 	for _, tc := range []struct{ restored, want int }{{0, 2}, {1, 2}, {4, 4}, {9, 6}} {
@@ -483,6 +517,10 @@ func TestValidate(t *testing.T) {
 		{ThroughputUnits: 1, QuietPeriod: -1},
 		{TopicUnits: map[string]int{"t": -2}},
 		{AutoInflateMaxUnits: -3},
+		{TopicUnits: map[string]int{"no spaces": 1}},
+		{TopicUnits: map[string]int{"": 1}},
+		{TopicUnits: map[string]int{"..": 1}},
+		{TopicUnits: manyTopics(MaxTopicCaps + 1)},
 	}
 	for _, c := range bad {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
@@ -493,12 +531,20 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	good := []Config{{}, {ThroughputUnits: 1}, {ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 1},
-		{AutoInflateMaxUnits: 5}, {TopicUnits: map[string]int{"t": 0}}}
+		{AutoInflateMaxUnits: 5}, {TopicUnits: map[string]int{"t": 0}}, {TopicUnits: manyTopics(MaxTopicCaps)}}
 	for _, c := range good {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", c, err)
 		}
 	}
+}
+
+func manyTopics(n int) map[string]int {
+	m := make(map[string]int, n)
+	for i := range n {
+		m[fmt.Sprintf("topic-%d", i)] = 1
+	}
+	return m
 }
 
 func BenchmarkRecord(b *testing.B) {
