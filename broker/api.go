@@ -94,7 +94,9 @@ type Config struct {
 
 	// Metrics is the Prometheus registry the broker registers its metrics
 	// on (docs/METRICS.md). Default: a new registry of the broker's own.
-	// Broker.MetricsHandler serves it.
+	// Broker.MetricsHandler serves it. Start registers the metrics, Close
+	// or a failed Start unregisters them: a registry can be reused by the
+	// next broker, not shared by two running ones.
 	Metrics *prometheus.Registry
 
 	Logger *slog.Logger // default slog.Default()

@@ -219,9 +219,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, logger: cfg.Logger, clusterID: clusterID, producers: producers}
-	if b.metrics, err = newMetrics(b, cfg.Metrics); err != nil {
-		return nil, err
-	}
+	b.metrics = newMetrics(b, cfg.Metrics) // registered last, below
 	if b.quota, err = openThroughput(cfg, cfg.Logger, b.metrics); err != nil {
 		return nil, err
 	}
@@ -271,6 +269,14 @@ func Start(cfg Config) (*Broker, error) {
 	b.log, b.ln, b.advHost, b.advPort, b.groups = lg, ln, hp.host, hp.port, groups
 	b.metrics.groups = groups // weir_consumer_group_lag
 	b.mu.conns = make(map[*conn]struct{})
+	// Last: a scrape reads the log, the quota and the groups. Close
+	// unregisters.
+	if err := b.metrics.register(); err != nil {
+		ln.Close()
+		groups.Close()
+		lg.Close()
+		return nil, err
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.acceptLoop()
@@ -292,6 +298,7 @@ func (b *Broker) ClusterID() string { return b.clusterID }
 // then flushes and closes the log. It is idempotent.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.metrics.unregister() // before the log closes under a scrape
 		b.cancel()
 		err := b.ln.Close()
 		b.mu.Lock()

@@ -13,13 +13,17 @@ import (
 
 // metrics are the broker's Prometheus metrics, registered on a registry
 // the broker owns (or Config.Metrics). docs/METRICS.md documents each one.
+// Start registers them last, once everything they read exists, and Close
+// (or a failed Start) unregisters them, so a registry outlives brokers:
+// Start, Close, Start again on one registry works.
 //
 // The produce and fetch paths only touch counters resolved once per topic
 // (topicMetrics, cached in topics): no label lookup or allocation per
 // request. Log offsets and sizes are read from storage at scrape time by
-// logCollector.
+// brokerCollector.
 type metrics struct {
-	reg *prometheus.Registry
+	reg        *prometheus.Registry
+	collectors []prometheus.Collector // what register puts on reg
 
 	inMessages, inBytes   *prometheus.CounterVec // topic
 	outMessages, outBytes *prometheus.CounterVec // topic
@@ -34,7 +38,8 @@ type metrics struct {
 	topics sync.Map // topic name -> *topicMetrics
 
 	// groups feeds the consumer group lag metric; nil until a group
-	// coordinator exists. Set in Start, before the broker serves.
+	// coordinator exists. Set in Start, before register: a scrape can
+	// read it from then on.
 	groups committedOffsets
 }
 
@@ -56,21 +61,13 @@ type topicMetrics struct {
 // latencyBuckets span 100µs to ~26s, doubling.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 19)
 
-// newMetrics registers the broker's metrics on reg. It fails if reg
-// already has them (one registry shared by two brokers).
-func newMetrics(b *Broker, reg *prometheus.Registry) (*metrics, error) {
+// newMetrics makes the broker's metrics for reg. It registers nothing:
+// register does, once the broker is ready to be scraped.
+func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
 	m := &metrics{reg: reg}
-	var errs []error
-	register := func(cs ...prometheus.Collector) {
-		for _, c := range cs {
-			if err := reg.Register(c); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		register(c)
+		m.collectors = append(m.collectors, c)
 		return c
 	}
 	m.inMessages = counterVec("weir_topic_incoming_messages_total", "Records appended by produce requests.", "topic")
@@ -102,11 +99,29 @@ func newMetrics(b *Broker, reg *prometheus.Registry) (*metrics, error) {
 		Help:    "Time from reading a fetch request to its response being ready (includes the long-poll wait).",
 		Buckets: latencyBuckets,
 	})
-	register(m.produceLatency, m.fetchLatency, &brokerCollector{b: b})
-	if len(errs) > 0 {
-		return nil, &ConfigError{"Metrics", "registering the broker's metrics: " + errs[0].Error()}
+	m.collectors = append(m.collectors, m.produceLatency, m.fetchLatency, &brokerCollector{b: b})
+	return m
+}
+
+// register puts every metric on the registry, or none: it fails if the
+// registry already has them (one registry shared by two running brokers).
+func (m *metrics) register() error {
+	for i, c := range m.collectors {
+		if err := m.reg.Register(c); err != nil {
+			for _, r := range m.collectors[:i] {
+				m.reg.Unregister(r)
+			}
+			return &ConfigError{"Metrics", "registering the broker's metrics: " + err.Error()}
+		}
 	}
-	return m, nil
+	return nil
+}
+
+// unregister takes every metric off the registry.
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
 }
 
 // topic returns the topic's counters, resolving them on first use.

@@ -71,25 +71,78 @@ func openThroughput(cfg Config, logger *slog.Logger, m *metrics) (*throughput, e
 	case !isNotExist(err):
 		return nil, fmt.Errorf("weir: read %s: %w", q.path(), err)
 	}
-	qc, err := quotaConfig(cfg.Quota, st.Overrides)
+	overrides, err := usableOverrides(cfg.Quota, st.Overrides)
 	if err != nil {
-		return nil, fmt.Errorf("weir: %s: %w", q.path(), err)
+		logger.Warn("weir: ignoring throughput settings of "+q.path()+" that conflict with the command line; "+
+			"the command line wins, and the next 'weir tu set' rewrites the file without them",
+			"ignored", ignoredKeys(st.Overrides, overrides), "err", err)
+	}
+	qc, err := quotaConfig(cfg.Quota, overrides)
+	if err != nil {
+		return nil, err // cannot happen: usableOverrides checked it
 	}
 	ns, err := quota.New(qc, st.Units, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	q.mu.ns = ns
-	q.mu.overrides = st.Overrides
-	if q.mu.overrides == nil {
-		q.mu.overrides = map[string]string{}
-	}
+	q.mu.overrides = overrides
 	q.limited.Store(ns.Limited())
 	if ns.Limited() {
 		logger.Info("weir: throughput units", "units", ns.Units(), "auto_inflate", qc.AutoInflate,
 			"auto_inflate_max_units", qc.AutoInflateMaxUnits, "topic_caps", len(qc.TopicUnits))
 	}
 	return q, nil
+}
+
+// usableOverrides returns the persisted overrides that can be put in force
+// over static (the command line). They normally all can; when flags changed
+// since they were set, some may conflict (auto-inflate max units below new
+// --throughput-units, say). Then the command line wins: the broker-wide
+// settings are ignored as a whole if they conflict, a topic's cap on its
+// own if it is invalid, and the error says why. Startup never fails for
+// them.
+func usableOverrides(static quota.Config, saved map[string]string) (map[string]string, error) {
+	if _, err := quotaConfig(static, saved); err == nil {
+		kept := maps.Clone(saved)
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		return kept, nil
+	}
+	topics, wide := map[string]string{}, map[string]string{}
+	var errs []error
+	for k, v := range saved {
+		if !strings.HasPrefix(k, keyTopicUnitsPrefix) {
+			wide[k] = v
+		} else if _, err := quotaConfig(quota.Config{}, map[string]string{k: v}); err != nil {
+			errs = append(errs, err)
+		} else {
+			topics[k] = v
+		}
+	}
+	kept := topics
+	if _, err := quotaConfig(static, wide); err != nil {
+		errs = append(errs, err)
+	} else {
+		maps.Copy(kept, wide)
+	}
+	if _, err := quotaConfig(static, kept); err != nil {
+		return map[string]string{}, errors.Join(append(errs, err)...)
+	}
+	return kept, errors.Join(errs...)
+}
+
+// ignoredKeys returns the keys of saved that are not in kept, sorted.
+func ignoredKeys(saved, kept map[string]string) []string {
+	var out []string
+	for k := range saved {
+		if _, ok := kept[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (q *throughput) path() string { return filepath.Join(q.dir, quotaStateFile) }
@@ -143,11 +196,17 @@ func (q *throughput) changed(changes []quota.Change) {
 	}
 }
 
-// persistLocked writes the state file; persistMu must be held.
+// persistLocked writes the state in force to the state file; persistMu
+// must be held.
 func (q *throughput) persistLocked() error {
 	q.mu.Lock()
 	st := quotaState{Overrides: maps.Clone(q.mu.overrides), Units: q.mu.ns.Units()}
 	q.mu.Unlock()
+	return q.writeStateLocked(st)
+}
+
+// writeStateLocked writes st to the state file; persistMu must be held.
+func (q *throughput) writeStateLocked(st quotaState) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -162,8 +221,9 @@ func (q *throughput) overrideKeys() []string {
 	return slices.Sorted(maps.Keys(q.mu.overrides))
 }
 
-// alter applies set and del to the dynamic overrides: validated, persisted,
-// then put in force at once. On error nothing changes.
+// alter applies set and del to the dynamic overrides: validated,
+// persisted, then put in force. On an error nothing changes: neither the
+// file nor the settings in force.
 func (q *throughput) alter(set map[string]string, del []string, validateOnly bool) error {
 	q.persistMu.Lock()
 	defer q.persistMu.Unlock()
@@ -183,28 +243,40 @@ func (q *throughput) alter(set map[string]string, del []string, validateOnly boo
 	if validateOnly {
 		return nil
 	}
+	_, reset := set[keyUnits] // an explicit count undoes auto-inflate's raises
 	q.mu.Lock()
-	prev := q.mu.overrides
-	q.mu.overrides = next
-	now := time.Now()
-	err = q.mu.ns.SetConfig(cfg, now)
-	if err != nil {
-		q.mu.overrides = prev
-	} else if _, ok := set[keyUnits]; ok {
-		q.mu.ns.ResetUnits(now) // an explicit count undoes auto-inflate's raises
-	}
-	changes := q.mu.ns.TakeChanges()
-	q.limited.Store(q.mu.ns.Limited())
+	units := q.mu.ns.UnitsAfter(cfg, reset)
 	q.mu.Unlock()
-	if err != nil {
+	if err := q.writeStateLocked(quotaState{Overrides: next, Units: units}); err != nil {
 		return err
 	}
+
+	q.mu.Lock()
+	now := time.Now()
+	if err := q.mu.ns.SetConfig(cfg, now); err != nil {
+		q.mu.Unlock()
+		panic("weir: a validated quota config was rejected: " + err.Error())
+	}
+	if reset {
+		q.mu.ns.ResetUnits(now)
+	}
+	q.mu.overrides = next
+	changes := q.mu.ns.TakeChanges()
+	q.limited.Store(q.mu.ns.Limited())
+	inForce := q.mu.ns.Units()
+	q.mu.Unlock()
 	for _, c := range changes {
 		q.logger.Info("weir: throughput units changed", "from", c.From, "to", c.To, "reason", c.Reason)
 		q.metrics.unitChanges.WithLabelValues(c.Reason).Inc()
 	}
 	q.logger.Info("weir: throughput settings changed", "set", set, "deleted", del)
-	return q.persistLocked()
+	if inForce != units {
+		// Auto-inflate stepped in between: keep the file up to date.
+		if err := q.persistLocked(); err != nil {
+			q.logger.Error("weir: cannot persist throughput units; they will be lost on restart", "err", err)
+		}
+	}
+	return nil
 }
 
 // Dynamic broker config keys of throughput units (DescribeConfigs and
@@ -458,7 +530,7 @@ func (b *Broker) alterQuotaConfigs(name string, ops []kmsg.IncrementalAlterConfi
 	case errors.Is(err, quota.ErrInvalidConfig):
 		return kerr.InvalidConfig.Code, err
 	default:
-		return kerr.KafkaStorageError.Code, fmt.Errorf("weir: throughput settings applied but not persisted: %w", err)
+		return kerr.KafkaStorageError.Code, fmt.Errorf("weir: throughput settings not persisted, so not changed: %w", err)
 	}
 }
 

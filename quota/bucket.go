@@ -9,7 +9,9 @@ import (
 // per second up to a capacity of Burst worth of rate. Usage is always taken
 // in full, so tokens can go negative: the debt is what the caller must wait
 // off (KIP-219: the request is served, and the client is held back
-// afterwards). A Bucket with rate 0 is unlimited.
+// afterwards). The bucket does not bound the debt: its callers do, by
+// holding each client back for the whole Throttle. A Bucket with rate 0 is
+// unlimited.
 type Bucket struct {
 	rate     float64 // tokens per second; 0 = unlimited
 	capacity float64

@@ -10,7 +10,12 @@
 // Throttling follows Kafka's KIP-219: usage is always recorded in full (a
 // request over quota is still served), and the answer is a throttle
 // duration that the broker puts in throttle_time_ms and for which it holds
-// back the connection's next reads.
+// back the connection's next reads. The throttle is the whole debt of the
+// shared buckets at the time of the request, not capped: a connection is
+// held until everything taken so far, its own request included, is paid
+// for. So the limit holds whatever the request size or the number of
+// connections, and debt cannot pile up: what is owed at any time is at most
+// the requests whose holds are still running, one per held connection.
 package quota
 
 import (
@@ -31,10 +36,6 @@ const (
 // up to this much traffic above the limit passes unthrottled.
 const Burst = time.Second
 
-// MaxThrottle caps one throttle answer. Larger debts (one huge request)
-// are paid off over several requests, each throttled again.
-const MaxThrottle = 10 * time.Second
-
 // Defaults of Config's zero fields.
 const (
 	DefaultWindow      = 10 * time.Second
@@ -44,6 +45,9 @@ const (
 
 // MaxUnits bounds every unit count: 1 TU is 1 MiB/s in, so this is ~1 TiB/s.
 const MaxUnits = 1 << 20
+
+// MaxTopicCaps bounds how many topics a Config can cap (TopicUnits keys).
+const MaxTopicCaps = 10000
 
 // ErrInvalidConfig is wrapped by every error of Config.Validate.
 var ErrInvalidConfig = errors.New("weir: invalid quota config")
@@ -115,12 +119,33 @@ func (c Config) Validate() error {
 	case c.QuietPeriod < 0:
 		return invalid("scale-down quiet period must be >= 0, not %v", c.QuietPeriod)
 	}
+	if len(c.TopicUnits) > MaxTopicCaps {
+		return invalid("at most %d topics can have a throughput-unit cap, not %d", MaxTopicCaps, len(c.TopicUnits))
+	}
 	for topic, u := range c.TopicUnits {
+		if !validTopicName(topic) {
+			return invalid("throughput-unit cap for %q: not a valid topic name", topic)
+		}
 		if u < 0 || u > MaxUnits {
 			return invalid("throughput units of topic %q must be between 0 (no cap) and %d, not %d", topic, MaxUnits, u)
 		}
 	}
 	return nil
+}
+
+// validTopicName is Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopicName(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (c Config) withDefaults() Config {
@@ -226,8 +251,9 @@ func New(cfg Config, units int, now time.Time) (*Namespace, error) {
 }
 
 // clampUnits returns the TU count allowed by the config for a wanted one.
-func (n *Namespace) clampUnits(u int) int {
-	c := n.cfg
+func (n *Namespace) clampUnits(u int) int { return n.cfg.clampUnits(u) }
+
+func (c Config) clampUnits(u int) int {
 	if !c.AutoInflate || u <= 0 {
 		return c.ThroughputUnits
 	}
@@ -284,6 +310,16 @@ func (n *Namespace) SetConfig(cfg Config, now time.Time) error {
 	return nil
 }
 
+// UnitsAfter returns the TU count that SetConfig(cfg) would put in force,
+// followed by ResetUnits if reset, without changing anything: what to
+// persist before the change is made.
+func (n *Namespace) UnitsAfter(cfg Config, reset bool) int {
+	if reset || cfg.ThroughputUnits != n.cfg.ThroughputUnits {
+		return cfg.ThroughputUnits
+	}
+	return cfg.withDefaults().clampUnits(n.units)
+}
+
 // ResetUnits puts the configured ThroughputUnits back in force, undoing
 // auto-inflate's raises (an operator setting the count explicitly).
 func (n *Namespace) ResetUnits(now time.Time) {
@@ -319,8 +355,10 @@ func (n *Namespace) TakeChanges() []Change {
 
 // Record records usage in direction d on topic at now, and returns how long
 // the client must be held back: zero while every limit it touches has
-// tokens left. Call it once per topic of a request and hold the client back
-// for the largest answer.
+// tokens left, else the time for the largest debt among them to be paid
+// off. Call it once per topic of a request and hold the client back for the
+// largest answer, in full: a shorter hold lets the client take more than
+// its limit, and leaves the debt to whoever comes next.
 func (n *Namespace) Record(now time.Time, d Direction, topic string, bytes, events int64) time.Duration {
 	n.advance(n.maxTime(now))
 	var throttle time.Duration
@@ -334,7 +372,7 @@ func (n *Namespace) Record(now time.Time, d Direction, topic string, bytes, even
 		m.advance(now)
 		throttle = max(throttle, m.take(bytes, events))
 	}
-	return min(throttle, MaxThrottle)
+	return throttle
 }
 
 // maxTime keeps time from going backwards across callers that read the

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -169,14 +170,110 @@ func TestEventsLimitComesFirst(t *testing.T) {
 	}
 }
 
-func TestThrottleIsCapped(t *testing.T) {
+// TestThrottleCoversWholeDebt: one request far over the bucket is
+// throttled for all of its debt, not for a capped part of it.
+func TestThrottleCoversWholeDebt(t *testing.T) {
 	n := mustNew(t, Config{ThroughputUnits: 1})
-	if th := n.Record(t0, Ingress, "t", 100<<20, 1); th != MaxThrottle {
-		t.Fatalf("100 MiB at 1 MiB/s throttled %v, want the cap %v", th, MaxThrottle)
+	// 100 MiB at 1 MiB/s, less the full 1 MiB bucket: 99 s.
+	if th := n.Record(t0, Ingress, "t", 100<<20, 1); th != 99*time.Second {
+		t.Fatalf("100 MiB at 1 MiB/s throttled %v, want the whole debt, 99s", th)
 	}
-	// The debt is still owed: the next request is throttled again.
-	if th := n.Record(t0.Add(MaxThrottle), Ingress, "t", 1, 1); th == 0 {
-		t.Fatal("debt forgotten after a capped throttle")
+	// Once the throttle is over, the debt is paid: the next request owes
+	// only for itself (1 KiB at 1 MiB/s: ~1 ms).
+	if th := n.Record(t0.Add(99*time.Second), Ingress, "t", 1<<10, 1); th > time.Millisecond {
+		t.Fatalf("a 1 KiB request after the whole throttle was throttled %v", th)
+	}
+}
+
+// TestLargeRequestsHeldToLimit: a client whose every request is far over
+// the bucket (40 MiB produces on 1 TU) still gets the limit, not a multiple
+// of it, over ten minutes.
+func TestLargeRequestsHeldToLimit(t *testing.T) {
+	n := mustNew(t, Config{ThroughputUnits: 1})
+	c := &client{dir: Ingress, rate: 1 << 30, reqBytes: 40 << 20, eventBytes: 40 << 10}
+	now := run(n, t0, 10*time.Minute, c)
+	// What it sent, over the time until its last hold is over.
+	got := float64(c.sent) / c.next.Sub(t0).Seconds()
+	if !within(got, IngressBytesPerUnit, 0.10) {
+		t.Errorf("40 MiB requests on 1 TU got through at %.2fx the limit", got/IngressBytesPerUnit)
+	}
+	newcomerAfter(t, n, latest(now, c.next))
+}
+
+// TestManyConnectionsHeldToLimit: 32 connections sharing 1 TU, each with
+// 1 MiB requests, together get the limit. Each is held back for the shared
+// debt at the time of its request, as in KIP-219, so more connections do
+// not mean more throughput.
+func TestManyConnectionsHeldToLimit(t *testing.T) {
+	n := mustNew(t, Config{ThroughputUnits: 1})
+	var cs []*client
+	for range 32 {
+		cs = append(cs, &client{dir: Ingress, rate: 100 << 20, reqBytes: 1 << 20, eventBytes: 10 << 10})
+	}
+	start := run(n, t0, 30*time.Second, cs...)
+	var before int64
+	for _, c := range cs {
+		before += c.sent
+	}
+	now := run(n, start, 5*time.Minute, cs...)
+	var after int64
+	var last time.Time
+	for _, c := range cs {
+		after += c.sent
+		last = latest(last, c.next)
+	}
+	if got := float64(after-before) / now.Sub(start).Seconds(); !within(got, IngressBytesPerUnit, 0.10) {
+		t.Errorf("32 connections on 1 TU got through at %.2fx the limit", got/IngressBytesPerUnit)
+	}
+	newcomerAfter(t, n, last)
+}
+
+// TestDebtDoesNotOutliveLoad: when 16 connections overloading 1 TU stop,
+// a newcomer is throttled at most for the requests still being held back
+// (16 x 1 MiB: 16 s), then not at all. No debt is left over from earlier
+// requests, however long the load went on.
+func TestDebtDoesNotOutliveLoad(t *testing.T) {
+	n := mustNew(t, Config{ThroughputUnits: 1})
+	var cs []*client
+	for range 16 {
+		cs = append(cs, &client{dir: Ingress, rate: 100 << 20, reqBytes: 1 << 20, eventBytes: 10 << 10})
+	}
+	stop := run(n, t0, 10*time.Minute, cs...)
+	// The newcomer arrives the moment the others stop sending, sends
+	// 1 KiB every 100 ms and waits out its throttles.
+	nc := &client{dir: Ingress, rate: 10 << 10, reqBytes: 1 << 10, eventBytes: 1 << 10, next: stop}
+	var heldUntil time.Time
+	for now := stop; now.Before(stop.Add(time.Minute)); now = now.Add(time.Millisecond) {
+		th := nc.throttled
+		nc.step(n, now)
+		if nc.throttled > th {
+			heldUntil = nc.next
+		}
+	}
+	if held := heldUntil.Sub(stop); held > 17*time.Second {
+		t.Errorf("after the load stopped a newcomer was throttled for %v, want at most the 16 s still held", held)
+	}
+	if nc.requests < 400 {
+		t.Errorf("the newcomer got %d requests through in a minute, want over 400", nc.requests)
+	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// newcomerAfter checks that once the connections of a load have been held
+// back for what they took, a newcomer owes nothing of theirs: it is
+// throttled at most for its own 1 KiB requests (~1 ms each).
+func newcomerAfter(t *testing.T, n *Namespace, at time.Time) {
+	t.Helper()
+	for i := range 10 {
+		if th := n.Record(at.Add(time.Duration(i)*100*time.Millisecond), Ingress, "t", 1<<10, 1); th > time.Millisecond {
+			t.Fatalf("once the load's holds were over, a newcomer's request %d was throttled %v", i, th)
+		}
 	}
 }
 
@@ -359,6 +456,39 @@ func TestResetUnits(t *testing.T) {
 	}
 }
 
+// TestUnitsAfter: the count UnitsAfter predicts is the one SetConfig (and
+// ResetUnits) puts in force, so the broker can persist it first.
+func TestUnitsAfter(t *testing.T) {
+	inflated := Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 4}
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		reset bool
+	}{
+		{"same", inflated, false},
+		{"reset", inflated, true},
+		{"new units", Config{ThroughputUnits: 2, AutoInflate: true, AutoInflateMaxUnits: 4}, false},
+		{"lower max", Config{ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 2}, false},
+		{"auto-inflate off", Config{ThroughputUnits: 1}, false},
+		{"unlimited", Config{}, false},
+	} {
+		n, err := New(inflated, 3, t0) // inflated to 3
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := n.UnitsAfter(tc.cfg, tc.reset)
+		if err := n.SetConfig(tc.cfg, t0); err != nil {
+			t.Fatal(err)
+		}
+		if tc.reset {
+			n.ResetUnits(t0)
+		}
+		if n.Units() != want {
+			t.Errorf("%s: UnitsAfter said %d, SetConfig put %d in force", tc.name, want, n.Units())
+		}
+	}
+}
+
 func TestRestoredUnitsAreClamped(t *testing.T) {
 	cfg := Config{ThroughputUnits: 2, AutoInflate: true, AutoInflateMaxUnits: 6}
 	for _, tc := range []struct{ restored, want int }{{0, 2}, {1, 2}, {4, 4}, {9, 6}} {
@@ -387,6 +517,10 @@ func TestValidate(t *testing.T) {
 		{ThroughputUnits: 1, QuietPeriod: -1},
 		{TopicUnits: map[string]int{"t": -2}},
 		{AutoInflateMaxUnits: -3},
+		{TopicUnits: map[string]int{"no spaces": 1}},
+		{TopicUnits: map[string]int{"": 1}},
+		{TopicUnits: map[string]int{"..": 1}},
+		{TopicUnits: manyTopics(MaxTopicCaps + 1)},
 	}
 	for _, c := range bad {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
@@ -397,12 +531,20 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	good := []Config{{}, {ThroughputUnits: 1}, {ThroughputUnits: 1, AutoInflate: true, AutoInflateMaxUnits: 1},
-		{AutoInflateMaxUnits: 5}, {TopicUnits: map[string]int{"t": 0}}}
+		{AutoInflateMaxUnits: 5}, {TopicUnits: map[string]int{"t": 0}}, {TopicUnits: manyTopics(MaxTopicCaps)}}
 	for _, c := range good {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", c, err)
 		}
 	}
+}
+
+func manyTopics(n int) map[string]int {
+	m := make(map[string]int, n)
+	for i := range n {
+		m[fmt.Sprintf("topic-%d", i)] = 1
+	}
+	return m
 }
 
 func BenchmarkRecord(b *testing.B) {
