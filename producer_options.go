@@ -1,6 +1,7 @@
 package weir
 
 import (
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -174,8 +175,12 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		kgo.ProduceRequestTimeout(c.tryTimeout/2),
 		kgo.RequestTimeoutOverhead(c.tryTimeout-c.tryTimeout/2),
 		kgo.RecordDeliveryTimeout(c.deliveryTimeout),
-		kgo.MaxBufferedRecords(c.maxBufferedEvents),
-		kgo.MaxBufferedBytes(c.maxBufferedBytes),
+		// The producer bounds what it buffers itself (bufferRoom), since
+		// kgo's blocking Produce would tie the caller's context to the
+		// event. kgo's bounds are a backstop above the producer's: kgo
+		// counts a record a moment longer, until its promise returns.
+		kgo.MaxBufferedRecords(backstop(c.maxBufferedEvents)),
+		kgo.MaxBufferedBytes(backstop(c.maxBufferedBytes)),
 		kgo.ProducerLinger(c.linger),
 		kgo.RecordPartitioner(eventPartitioner{kgo.StickyKeyPartitioner(nil)}),
 		// kgo holds a partition that got a retriable error (a busy
@@ -193,9 +198,10 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		// Without this, kgo never fails an event whose request may have
 		// reached a broker until that broker answers: against a broker
 		// gone for good, the event would never come back. weir's promise
-		// is that every event comes back, so DeliveryTimeout (and a
-		// cancelled context) return it, as ErrDeliveryTimeout: "may have
-		// been stored". kgo's own retries stay deduplicated.
+		// is that every event comes back, so DeliveryTimeout returns it
+		// as ErrDeliveryTimeout ("may have been stored"), and Close with
+		// an expired context as ErrClosed. Callers' contexts never reach
+		// kgo. kgo's own retries stay deduplicated.
 		opts = append(opts, kgo.AllowIdempotentProduceCancellation())
 	}
 	if c.autoCreate {
@@ -207,6 +213,14 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		opts = append(opts, kgo.UnknownTopicRetries(2))
 	}
 	return opts
+}
+
+// backstop is twice n, for kgo's buffer bounds, without overflowing.
+func backstop(n int) int {
+	if n > math.MaxInt/2 {
+		return math.MaxInt
+	}
+	return 2 * n
 }
 
 // backoff is exponential from first to max with ±20% jitter; tries counts
