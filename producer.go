@@ -86,14 +86,14 @@ type Producer struct {
 		sync.Mutex
 		closed bool
 	}
-	// pending counts events accepted but whose result has not yet been
-	// handed to the caller. Add is only called under mu while !closed, so
-	// Close's Wait never races an Add.
+	// pending counts events admitted but whose result has not yet been
+	// handed to the caller (nor their callback returned). Add(1) is only
+	// called under mu while !closed, so Close's Wait never races an Add.
 	pending sync.WaitGroup
 	closeMu sync.Mutex // serialises Close calls
 
-	// Lock order: closeMu, then mu. login.mu is a leaf: nothing is called
-	// with it held.
+	// Lock order: closeMu, then mu. login.mu, room.mu and a batchWait's mu
+	// are leaves: nothing is called with them held.
 }
 
 // NewProducer starts a producer for the topic set by Topic or by the

@@ -107,9 +107,12 @@ func DeliveryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.deliveryTimeout = d })
 }
 
-// MaxBuffered bounds the events (and their bytes) held by the producer
-// until they are acknowledged. Defaults 50,000 events and 64 MiB. The
-// byte bound must be at least 1 MiB so that any event a topic accepts fits.
+// MaxBuffered bounds the events (and their bytes: keys, values and
+// headers) held by the producer until their results are known. Defaults
+// 50,000 events and 64 MiB. A send beyond either waits for room while its
+// context lasts (or, with NonBlocking, fails with ErrBufferFull); an event
+// larger than the byte bound fails with ErrEventTooLarge. The byte bound
+// must be at least 1 MiB.
 func MaxBuffered(events, bytes int) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.maxBufferedEvents, c.maxBufferedBytes = events, bytes })
 }
@@ -121,7 +124,8 @@ func Linger(d time.Duration) ProducerOpt {
 }
 
 // NonBlocking makes sends fail at once with ErrBufferFull when the buffer
-// is full, instead of waiting for room (the default).
+// is full, instead of waiting for room (the default), for as long as their
+// context lasts.
 func NonBlocking() ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.nonBlocking = true })
 }
