@@ -322,7 +322,6 @@ func (p *Producer) produceSync(w *batchWait, held []heldRecord) {
 		at[h.rec] = h.i
 	}
 	for _, pr := range p.cl.ProduceSync(p.life, recs...) {
-		p.room.give(recordSize(pr.Record))
 		w.set(at[pr.Record], p.result(pr.Record, pr.Err))
 	}
 	p.pending.Add(-len(held))
@@ -331,7 +330,6 @@ func (p *Producer) produceSync(w *batchWait, held []heldRecord) {
 // batchPromise is the kgo promise of the record for event i of a batch.
 func (p *Producer) batchPromise(w *batchWait, i int) func(*kgo.Record, error) {
 	return func(r *kgo.Record, err error) {
-		p.room.give(recordSize(r))
 		w.set(i, p.result(r, err))
 		p.pending.Done()
 	}
@@ -431,7 +429,6 @@ func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 	}
 	p.cl.TryProduce(p.life, rec, func(r *kgo.Record, err error) {
 		defer p.pending.Done()
-		p.room.give(recordSize(r))
 		done(p.result(r, err))
 	})
 }
@@ -439,9 +436,10 @@ func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 // admit checks an event, counts it sent, takes buffer room for it, and
 // turns it into a record. An event it returns an error for is counted
 // failed. For any other, the caller must hand the record to kgo, under
-// p.life, with a promise that gives the room back, counts the result
-// (p.result) and calls pending.Done. beforeWait, if not nil, is called
-// before admit waits for room.
+// p.life, and call pending.Done once its result is handed over; the
+// producer's hooks count the outcome and give the room back
+// (OnProduceRecordUnbuffered). beforeWait, if not nil, is called before
+// admit waits for room.
 func (p *Producer) admit(ctx context.Context, ev Event, beforeWait func()) (*kgo.Record, error) {
 	p.stats.sent.Add(1)
 	rec, err := p.record(ev)
@@ -543,14 +541,11 @@ func (p *Producer) record(ev Event) (*kgo.Record, error) {
 	return rec, nil
 }
 
-// result counts a record's outcome and returns its result. It is called
-// once for every record admit returned.
+// result is a record's result, from kgo's promise.
 func (p *Producer) result(r *kgo.Record, err error) Result {
 	if err != nil {
-		p.stats.failed.Add(1)
 		return Result{Partition: r.Partition, Offset: -1, Timestamp: r.Timestamp, Err: p.sendError(err)}
 	}
-	p.stats.acked.Add(1)
 	return Result{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
 }
 

@@ -18,7 +18,8 @@ import (
 // and hands kgo records it has room for, under a context of its own. kgo's
 // limits are set above these (see kgoOpts) so that they never bite: kgo
 // counts a record until just after its promise returns, one record at a
-// time, while the room is given back inside the promise.
+// time, while the room is given back just before the promise
+// (OnProduceRecordUnbuffered).
 type bufferRoom struct {
 	maxEvents, maxBytes int64
 
