@@ -124,8 +124,8 @@ func Linger(d time.Duration) ProducerOpt {
 }
 
 // NonBlocking makes sends fail at once with ErrBufferFull when the buffer
-// is full, instead of waiting for room (the default), for as long as their
-// context lasts.
+// is full, instead of waiting for room while their context lasts (the
+// default).
 func NonBlocking() ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.nonBlocking = true })
 }
