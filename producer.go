@@ -71,21 +71,29 @@ type Producer struct {
 	maxMessageBytes atomic.Int32 // topic's max.message.bytes, learned at start
 	partitions      atomic.Int32 // topic's partition count, learned at start
 	login           loginWatch
-	stopWatch       context.CancelFunc
 	watchDone       chan struct{}
+
+	// life is the context of every record handed to kgo, and of the login
+	// watch. It ends only when Close ends it, after Close's flush: a
+	// caller's context never reaches kgo, where it would cancel other
+	// callers' events batched with its own (kgo fails a partition's
+	// buffered events when the first one's context ends).
+	life    context.Context
+	endLife context.CancelFunc
+	room    *bufferRoom
 
 	mu struct {
 		sync.Mutex
 		closed bool
 	}
-	// pending counts events accepted but whose result has not yet been
-	// handed to the caller. Add is only called under mu while !closed, so
-	// Close's Wait never races an Add.
+	// pending counts events admitted but whose result has not yet been
+	// handed to the caller (nor their callback returned). Add(1) is only
+	// called under mu while !closed, so Close's Wait never races an Add.
 	pending sync.WaitGroup
 	closeMu sync.Mutex // serialises Close calls
 
-	// Lock order: closeMu, then mu. login.mu is a leaf: nothing is called
-	// with it held.
+	// Lock order: closeMu, then mu. login.mu, room.mu and a batchWait's mu
+	// are leaves: nothing is called with them held.
 }
 
 // NewProducer starts a producer for the topic set by Topic or by the
@@ -106,7 +114,8 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger, watchDone: make(chan struct{})}
+	p := &Producer{cfg: cfg, topic: cfg.client.topic, logger: cfg.client.logger, watchDone: make(chan struct{}),
+		room: newBufferRoom(cfg.maxBufferedEvents, cfg.maxBufferedBytes)}
 	p.login.signal = make(chan struct{}, 1)
 	p.maxMessageBytes.Store(DefaultMaxMessageBytes)
 	kopts := append(cfg.kgoOpts(),
@@ -124,9 +133,8 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 		return nil, err
 	}
 	p.loadMaxMessageBytes(ctx)
-	wctx, stop := context.WithCancel(context.Background())
-	p.stopWatch = stop
-	go p.watchLogins(wctx)
+	p.life, p.endLife = context.WithCancel(context.Background())
+	go p.watchLogins(p.life)
 	p.logger.Debug("weir: producer started", "topic", p.topic,
 		"partitions", p.partitions.Load(), "max_message_bytes", p.maxMessageBytes.Load())
 	return p, nil
@@ -243,10 +251,19 @@ func (p *Producer) loadMaxMessageBytes(ctx context.Context) {
 // Send sends one event and waits for its result: the broker's
 // acknowledgement, or the error it is returned with.
 //
-// If ctx ends first, the event is returned with ctx's error. If it had
-// been sent and not yet answered, it may have been stored anyway: that is
-// the one case in which an error does not mean "not stored" (the same
-// holds for ErrDeliveryTimeout and for Close with an expired context).
+// ctx bounds the wait, not the event. If ctx ends while Send waits for
+// buffer room (see MaxBuffered), the event is not sent, and Send returns
+// an error wrapping ctx's. If ctx ends after the event was buffered, Send
+// stops waiting and returns an error wrapping ctx's too (errors.Is(err,
+// context.Canceled) or context.DeadlineExceeded holds), but the event is
+// not cancelled: it may still be stored, and Stats counts it once its
+// result is known. Only DeliveryTimeout and Close end a buffered event, so
+// a context that ends early (an HTTP request's, say) never fails other
+// callers' events, nor its own once buffered.
+//
+// An error means "not stored" except in that case, for ErrDeliveryTimeout,
+// and for Close with an expired context: then the event may have been
+// stored.
 func (p *Producer) Send(ctx context.Context, ev Event) (Result, error) {
 	rs, _ := p.SendBatch(ctx, []Event{ev})
 	return rs[0], rs[0].Err
@@ -257,44 +274,122 @@ func (p *Producer) Send(ctx context.Context, ev Event) (Result, error) {
 // else the errors of the events that were not, joined.
 //
 // Events to the same partition are stored in the order given. See Send for
-// how ctx works.
+// how ctx works: the events whose results have not come when it ends get
+// its error, and may still be stored.
 func (p *Producer) SendBatch(ctx context.Context, events []Event) ([]Result, error) {
-	results := make([]Result, len(events))
-	if p.cfg.nonBlocking {
-		var wg sync.WaitGroup
-		for i := range events {
-			wg.Add(1)
-			p.sendAsync(ctx, events[i], func(r Result) { results[i] = r; wg.Done() })
+	w := newBatchWait(len(events))
+	var held []heldRecord // admitted, not yet handed to kgo
+	// Before admit waits for buffer room, what this call holds must go to
+	// kgo, else the room it waits for may be its own. Those records wait
+	// for Linger; the rest go at once, below.
+	handOver := func() {
+		for _, h := range held {
+			p.cl.TryProduce(p.life, h.rec, p.batchPromise(w, h.i))
 		}
-		wg.Wait()
-		return results, joinResultErrs(results)
+		held = held[:0]
 	}
-	recs := make([]*kgo.Record, 0, len(events))
 	for i := range events {
-		rec, err := p.accept(ctx, events[i])
+		rec, err := p.admit(ctx, events[i], handOver)
 		if err != nil {
-			results[i] = Result{Partition: -1, Offset: -1, Err: err}
+			w.set(i, Result{Partition: -1, Offset: -1, Err: err})
 			continue
 		}
-		recs = append(recs, rec)
-		results[i].Offset = -2 // filled below
+		held = append(held, heldRecord{i, rec})
 	}
-	if len(recs) > 0 {
-		// ProduceSync does not linger: it drains the partitions it wrote to.
-		done := p.cl.ProduceSync(ctx, recs...)
-		byRec := make(map[*kgo.Record]Result, len(done))
-		for _, pr := range done {
-			byRec[pr.Record] = p.finish(pr.Record, pr.Err)
-		}
-		j := 0
-		for i := range results {
-			if results[i].Offset == -2 {
-				results[i] = byRec[recs[j]]
-				j++
-			}
-		}
+	if len(held) > 0 {
+		go p.produceSync(w, held)
 	}
+	results := w.wait(ctx, func() error { return p.stoppedWaiting(ctx) })
 	return results, joinResultErrs(results)
+}
+
+// heldRecord is a record SendBatch has room for, and its event's index.
+type heldRecord struct {
+	i   int
+	rec *kgo.Record
+}
+
+// produceSync hands records to kgo and sets their results. It runs on a
+// goroutine of its own because ProduceSync, the one kgo call that sends a
+// partition's batch without waiting for Linger, returns only with every
+// result, and SendBatch's caller must be free to stop waiting. Close ends
+// it (kgo returns every record by then) and waits for it (pending).
+func (p *Producer) produceSync(w *batchWait, held []heldRecord) {
+	recs := make([]*kgo.Record, len(held))
+	at := make(map[*kgo.Record]int, len(held))
+	for j, h := range held {
+		recs[j] = h.rec
+		at[h.rec] = h.i
+	}
+	for _, pr := range p.cl.ProduceSync(p.life, recs...) {
+		w.set(at[pr.Record], p.result(pr.Record, pr.Err))
+	}
+	p.pending.Add(-len(held))
+}
+
+// batchPromise is the kgo promise of the record for event i of a batch.
+func (p *Producer) batchPromise(w *batchWait, i int) func(*kgo.Record, error) {
+	return func(r *kgo.Record, err error) {
+		w.set(i, p.result(r, err))
+		p.pending.Done()
+	}
+}
+
+// batchWait collects the results of one SendBatch call. They are set by the
+// caller (events rejected before they are buffered), by kgo's promise
+// goroutine and by produceSync; the caller takes them all, or those in when
+// its context ends.
+type batchWait struct {
+	done chan struct{} // closed when every result is in
+
+	mu struct {
+		sync.Mutex
+		results []Result
+		have    []bool
+		left    int
+	}
+}
+
+func newBatchWait(n int) *batchWait {
+	w := &batchWait{done: make(chan struct{})}
+	w.mu.results, w.mu.have, w.mu.left = make([]Result, n), make([]bool, n), n
+	if n == 0 {
+		close(w.done)
+	}
+	return w
+}
+
+func (w *batchWait) set(i int, r Result) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.mu.results[i], w.mu.have[i] = r, true
+	if w.mu.left--; w.mu.left == 0 {
+		close(w.done)
+	}
+}
+
+// wait returns the results once all are in, or when ctx ends: then the
+// events still out get stopped()'s error. Results that come later are
+// counted in Stats but not returned.
+func (w *batchWait) wait(ctx context.Context, stopped func() error) []Result {
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Result, len(w.mu.results))
+	var err error
+	for i, r := range w.mu.results {
+		if !w.mu.have[i] {
+			if err == nil {
+				err = stopped()
+			}
+			r = Result{Partition: -1, Offset: -1, Err: err}
+		}
+		out[i] = r
+	}
+	return out
 }
 
 func joinResultErrs(rs []Result) error {
@@ -315,46 +410,41 @@ func joinResultErrs(rs []Result) error {
 // done runs on the producer's callback goroutine, one call at a time and
 // in order per partition: it must be quick and must not block, nor call
 // Send, Flush or Close (use a goroutine for that). It may be nil. An event
-// rejected before it is buffered (invalid, too large, after Close, or ctx
-// already done) gets its callback before SendAsync returns, on the
-// caller's goroutine.
+// rejected before it is buffered (invalid, too large, buffer full with
+// NonBlocking, after Close, or ctx done before there was room) gets its
+// callback before SendAsync returns, on the caller's goroutine.
 //
-// ctx bounds the wait for buffer room, and returns the event with ctx's
-// error if it ends before the event is acknowledged (see Send): pass a
-// context that lives as long as the event should, not one that ends when
-// a request handler returns (context.WithoutCancel helps there).
+// ctx bounds only the wait for buffer room. Once SendAsync has returned,
+// the event no longer depends on it: it is delivered or returned as
+// DeliveryTimeout and Close decide, so a request handler may pass its
+// request's context.
 func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 	if done == nil {
 		done = func(Result) {}
 	}
-	p.sendAsync(ctx, ev, done)
-}
-
-func (p *Producer) sendAsync(ctx context.Context, ev Event, done func(Result)) {
-	rec, err := p.accept(ctx, ev)
+	rec, err := p.admit(ctx, ev, nil)
 	if err != nil {
 		done(Result{Partition: -1, Offset: -1, Err: err})
 		return
 	}
-	promise := func(r *kgo.Record, err error) {
+	p.cl.TryProduce(p.life, rec, func(r *kgo.Record, err error) {
 		defer p.pending.Done()
 		done(p.result(r, err))
-	}
-	if p.cfg.nonBlocking {
-		p.cl.TryProduce(ctx, rec, promise)
-	} else {
-		p.cl.Produce(ctx, rec, promise)
-	}
+	})
 }
 
-// accept checks an event, counts it sent, and turns it into a record. An
-// event it returns an error for is counted failed; for any other, the
-// caller must hand the record to kgo, whose promise calls finish.
-func (p *Producer) accept(ctx context.Context, ev Event) (*kgo.Record, error) {
+// admit checks an event, counts it sent, takes buffer room for it, and
+// turns it into a record. An event it returns an error for is counted
+// failed. For any other, the caller must hand the record to kgo, under
+// p.life, and call pending.Done once its result is handed over; the
+// producer's hooks count the outcome and give the room back
+// (OnProduceRecordUnbuffered). beforeWait, if not nil, is called before
+// admit waits for room.
+func (p *Producer) admit(ctx context.Context, ev Event, beforeWait func()) (*kgo.Record, error) {
 	p.stats.sent.Add(1)
 	rec, err := p.record(ev)
-	if err == nil {
-		err = ctx.Err()
+	if err == nil && ctx.Err() != nil {
+		err = p.notSent(ctx)
 	}
 	if err == nil {
 		p.mu.Lock()
@@ -364,12 +454,55 @@ func (p *Producer) accept(ctx context.Context, ev Event) (*kgo.Record, error) {
 			p.pending.Add(1)
 		}
 		p.mu.Unlock()
+		if err == nil {
+			if err = p.takeRoom(ctx, rec, beforeWait); err != nil {
+				p.pending.Done()
+			}
+		}
 	}
 	if err != nil {
 		p.stats.failed.Add(1)
 		return nil, err
 	}
 	return rec, nil
+}
+
+// takeRoom takes buffer room for rec: at once, or, unless NonBlocking,
+// once there is room, if that is before ctx ends or the producer closes.
+func (p *Producer) takeRoom(ctx context.Context, rec *kgo.Record, beforeWait func()) error {
+	size := recordSize(rec)
+	if p.room.tryTake(size) {
+		return nil
+	}
+	if p.cfg.nonBlocking {
+		return fmt.Errorf("%w (MaxBuffered: %d events, %d bytes)",
+			ErrBufferFull, p.cfg.maxBufferedEvents, p.cfg.maxBufferedBytes)
+	}
+	if beforeWait != nil {
+		beforeWait()
+	}
+	switch err := p.room.take(ctx, p.life.Done(), size); {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("%w: the producer was closed while the event waited for buffer room", ErrClosed)
+	default:
+		return p.notSent(ctx)
+	}
+}
+
+// notSent is the error of an event whose caller's context ended before the
+// event was buffered.
+func (p *Producer) notSent(ctx context.Context) error {
+	return fmt.Errorf("weir: send to topic %s: the context ended before the event was buffered; it was not sent: %w",
+		p.topic, ctx.Err())
+}
+
+// stoppedWaiting is the error Send and SendBatch return for an event whose
+// caller's context ended after the event was buffered. The event goes on.
+func (p *Producer) stoppedWaiting(ctx context.Context) error {
+	return fmt.Errorf("weir: send to topic %s: the context ended before the result came; the event may still be stored: %w",
+		p.topic, ctx.Err())
 }
 
 // Records are at most this much larger than their key, value and headers
@@ -401,22 +534,18 @@ func (p *Producer) record(ev Event) (*kgo.Record, error) {
 		return nil, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
 			Err: fmt.Errorf("event of about %d bytes; the topic's max.message.bytes is %d", size, limit)}
 	}
+	if n, limit := recordSize(rec), p.room.maxBytes; n > limit {
+		return nil, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
+			Err: fmt.Errorf("event of %d bytes; the producer buffers at most %d (MaxBuffered)", n, limit)}
+	}
 	return rec, nil
 }
 
-// finish counts a record's outcome and returns its result. It is called
-// once for every record accept returned.
-func (p *Producer) finish(r *kgo.Record, err error) Result {
-	defer p.pending.Done()
-	return p.result(r, err)
-}
-
+// result is a record's result, from kgo's promise.
 func (p *Producer) result(r *kgo.Record, err error) Result {
 	if err != nil {
-		p.stats.failed.Add(1)
 		return Result{Partition: r.Partition, Offset: -1, Timestamp: r.Timestamp, Err: p.sendError(err)}
 	}
-	p.stats.acked.Add(1)
 	return Result{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
 }
 
@@ -435,7 +564,9 @@ func (p *Producer) sendError(err error) error {
 		if refusal := p.login.lastRefusal(); refusal != nil {
 			return refusal
 		}
-	case errors.Is(err, kgo.ErrClientClosed):
+	case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, context.Canceled):
+		// kgo sees one context, the producer's own, which only Close
+		// cancels.
 		return fmt.Errorf("%w: the producer was closed before the event was acknowledged: %w", ErrClosed, err)
 	}
 	return fmt.Errorf("weir: send to topic %s: %w", p.topic, err)
@@ -480,10 +611,11 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.logger.Warn("weir: producer closed before every event was acknowledged; returning them as errors",
 			"topic", p.topic, "events", left, "err", flushErr)
 	}
-	p.stopWatch()
+	// Ending the producer's context stops the login watch, and any send
+	// still waiting for buffer room; closing the client fails whatever is
+	// still buffered or in flight, and kgo calls every promise.
+	p.endLife()
 	<-p.watchDone
-	// Closing the client fails whatever is still buffered or in flight
-	// with ErrClientClosed; kgo calls every promise.
 	p.cl.Close()
 	p.pending.Wait()
 	if flushErr != nil {

@@ -1,6 +1,7 @@
 package weir
 
 import (
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -106,9 +107,12 @@ func DeliveryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.deliveryTimeout = d })
 }
 
-// MaxBuffered bounds the events (and their bytes) held by the producer
-// until they are acknowledged. Defaults 50,000 events and 64 MiB. The
-// byte bound must be at least 1 MiB so that any event a topic accepts fits.
+// MaxBuffered bounds the events (and their bytes: keys, values and
+// headers) held by the producer until their results are known. Defaults
+// 50,000 events and 64 MiB. A send beyond either waits for room while its
+// context lasts (or, with NonBlocking, fails with ErrBufferFull); an event
+// larger than the byte bound fails with ErrEventTooLarge. The byte bound
+// must be at least 1 MiB.
 func MaxBuffered(events, bytes int) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.maxBufferedEvents, c.maxBufferedBytes = events, bytes })
 }
@@ -120,7 +124,8 @@ func Linger(d time.Duration) ProducerOpt {
 }
 
 // NonBlocking makes sends fail at once with ErrBufferFull when the buffer
-// is full, instead of waiting for room (the default).
+// is full, instead of waiting for room while their context lasts (the
+// default).
 func NonBlocking() ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.nonBlocking = true })
 }
@@ -174,8 +179,12 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		kgo.ProduceRequestTimeout(c.tryTimeout/2),
 		kgo.RequestTimeoutOverhead(c.tryTimeout-c.tryTimeout/2),
 		kgo.RecordDeliveryTimeout(c.deliveryTimeout),
-		kgo.MaxBufferedRecords(c.maxBufferedEvents),
-		kgo.MaxBufferedBytes(c.maxBufferedBytes),
+		// The producer bounds what it buffers itself (bufferRoom), since
+		// kgo's blocking Produce would tie the caller's context to the
+		// event. kgo's bounds are a backstop above the producer's: kgo
+		// counts a record a moment longer, until its promise returns.
+		kgo.MaxBufferedRecords(backstop(c.maxBufferedEvents)),
+		kgo.MaxBufferedBytes(backstop(c.maxBufferedBytes)),
 		kgo.ProducerLinger(c.linger),
 		kgo.RecordPartitioner(eventPartitioner{kgo.StickyKeyPartitioner(nil)}),
 		// kgo holds a partition that got a retriable error (a busy
@@ -193,9 +202,10 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		// Without this, kgo never fails an event whose request may have
 		// reached a broker until that broker answers: against a broker
 		// gone for good, the event would never come back. weir's promise
-		// is that every event comes back, so DeliveryTimeout (and a
-		// cancelled context) return it, as ErrDeliveryTimeout: "may have
-		// been stored". kgo's own retries stay deduplicated.
+		// is that every event comes back, so DeliveryTimeout returns it
+		// as ErrDeliveryTimeout ("may have been stored"), and Close with
+		// an expired context as ErrClosed. Callers' contexts never reach
+		// kgo. kgo's own retries stay deduplicated.
 		opts = append(opts, kgo.AllowIdempotentProduceCancellation())
 	}
 	if c.autoCreate {
@@ -207,6 +217,14 @@ func (c *producerConfig) kgoOpts() []kgo.Opt {
 		opts = append(opts, kgo.UnknownTopicRetries(2))
 	}
 	return opts
+}
+
+// backstop is twice n, for kgo's buffer bounds, without overflowing.
+func backstop(n int) int {
+	if n > math.MaxInt/2 {
+		return math.MaxInt
+	}
+	return 2 * n
 }
 
 // backoff is exponential from first to max with ±20% jitter; tries counts

@@ -36,6 +36,9 @@ func heapAndGoroutines() (uint64, int) {
 // makes over a thousand failed connection attempts while events keep
 // failing, and producers keep failing to start against the closed port.
 // Afterwards goroutines and heap are back at their baseline.
+//
+// A send's context bounds only its wait, so the events sent into the void
+// come back by DeliveryTimeout, kept short here.
 func TestProducerResourcesStayFlat(t *testing.T) {
 	leakCheck(t)
 	ctx := testCtx(t, 2*time.Minute)
@@ -45,7 +48,8 @@ func TestProducerResourcesStayFlat(t *testing.T) {
 	heap0, g0 := heapAndGoroutines()
 	var cc connectCounter
 	p, err := weir.NewProducer(ctx, weir.Brokers(addr), weir.Topic("flat"), weir.AllowAutoTopicCreation(),
-		weir.RetryBackoff(time.Millisecond, 5*time.Millisecond), weir.KgoOpts(kgo.WithHooks(&cc)))
+		weir.RetryBackoff(time.Millisecond, 5*time.Millisecond), weir.KgoOpts(kgo.WithHooks(&cc)),
+		weir.TryTimeout(200*time.Millisecond), weir.DeliveryTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +75,10 @@ func TestProducerResourcesStayFlat(t *testing.T) {
 		t.Errorf("%d of %d sends to a closed port succeeded", sends-failedSends, sends)
 	}
 	if err := p.Close(ctx); err != nil {
-		t.Errorf("Close with nothing buffered: %v", err)
+		t.Errorf("Close once every event came back: %v", err)
+	}
+	if s := p.Stats(); s.Acknowledged != 1 || s.Failed != int64(sends) || s.Buffered != 0 {
+		t.Errorf("stats %+v: want the one event before acknowledged and all %d after returned", s, sends)
 	}
 	// Then producers that cannot start, each giving up when its context
 	// ends, until the attempts add up.

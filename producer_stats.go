@@ -67,7 +67,23 @@ var (
 	_ kgo.HookBrokerThrottle = (*producerHooks)(nil)
 	_ kgo.HookBrokerE2E      = (*producerHooks)(nil)
 	_ kgo.HookBrokerConnect  = (*producerHooks)(nil)
+
+	_ kgo.HookProduceRecordUnbuffered = (*producerHooks)(nil)
 )
+
+// OnProduceRecordUnbuffered counts a record's outcome and gives its buffer
+// room back. kgo calls it once for every record it was handed, just before
+// the record's promise, on the promise goroutine, and before a Flush that
+// waits for the record can return: so Stats is up to date when Flush
+// returns, even for an event whose Send stopped waiting.
+func (h *producerHooks) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
+	h.p.room.give(recordSize(r))
+	if err != nil {
+		h.p.stats.failed.Add(1)
+	} else {
+		h.p.stats.acked.Add(1)
+	}
+}
 
 func (h *producerHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
 	if d <= 0 {

@@ -88,9 +88,11 @@ func run(ctx context.Context, ln net.Listener, getenv func(string) string, logge
 		if k := r.Header.Get("Key"); k != "" {
 			ev.Key = []byte(k)
 		}
-		// Not r.Context(): it ends when this handler returns, and would
-		// cancel the event. ctx lives until shutdown; Close then flushes.
-		p.SendAsync(context.WithoutCancel(r.Context()), ev, func(res weir.Result) {
+		// r.Context() bounds only the wait for buffer room: a client that
+		// goes away while the buffer is full stops waiting, and its event
+		// is not sent. Once buffered, the event no longer depends on it;
+		// Close flushes it at shutdown.
+		p.SendAsync(r.Context(), ev, func(res weir.Result) {
 			if res.Err != nil {
 				logger.Warn("event returned", "err", res.Err)
 			}
