@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -71,8 +72,8 @@ const configResourceTypeGroup kmsg.ConfigResourceType = 32
 // resource: a name, and no config keys (none are supported).
 func checkGroupCreate(name string, configs int) (int16, *string) {
 	switch {
-	case name == "":
-		return kerr.InvalidGroupID.Code, ptr("weir: empty group id")
+	case !group.ValidGroupID(name):
+		return kerr.InvalidGroupID.Code, ptr(invalidGroupIDMessage(name))
 	case configs > 0:
 		return kerr.InvalidConfig.Code, ptr("weir: group configs are not supported; altering a GROUP resource only creates the group")
 	}

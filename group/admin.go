@@ -18,7 +18,7 @@ func (c *RawCoordinator) describe(r *kmsg.DescribeGroupsRequest, done func(kmsg.
 		dg.AuthorizedOperations = -2147483648 // not requested / not computed
 		g := c.groups[name]
 		switch {
-		case name == "":
+		case !ValidGroupID(name):
 			dg.ErrorCode = kerr.InvalidGroupID.Code
 		case g == nil:
 			dg.State = Dead.String()
@@ -91,7 +91,7 @@ func (c *RawCoordinator) deleteGroups(r *kmsg.DeleteGroupsRequest, done func(kms
 		dg.Group = name
 		g := c.groups[name]
 		switch {
-		case name == "":
+		case !ValidGroupID(name):
 			dg.ErrorCode = kerr.InvalidGroupID.Code
 		case g == nil || g.state == Dead:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code

@@ -250,13 +250,14 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 		rebalance = session
 	}
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		fail(kerr.InvalidGroupID.Code)
 		return
 	case session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout:
 		fail(kerr.InvalidSessionTimeout.Code)
 		return
-	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
+	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes,
+		len(r.ProtocolType) > MaxProtocolTypeBytes:
 		// Kafka has no specific code for this; INVALID_REQUEST is fatal
 		// in clients, which is right for metadata that can never fit.
 		fail(kerr.InvalidRequest.Code)

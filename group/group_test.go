@@ -2,6 +2,8 @@ package group
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -555,4 +557,87 @@ func TestTimersStayBounded(t *testing.T) {
 		t.Fatalf("%d timers held for one group", n)
 	}
 	wantCode(t, "heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
+}
+
+// TestGroupIDBound: every group API refuses a group id over
+// MaxGroupIDBytes with INVALID_GROUP_ID and stores nothing for it, so that
+// no record can name a group the store cannot hold; an id at the bound
+// works.
+func TestGroupIDBound(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, long := range []string{strings.Repeat("x", MaxGroupIDBytes+1), strings.Repeat("x", 40_000)} {
+		before := len(h.records)
+		invalid := kerr.InvalidGroupID
+		wantCode(t, "join", h.send(joinReq(long, "", nil)), invalid)
+		wantCode(t, "sync", h.send(syncReq(long, "m", 1, nil)), invalid)
+		wantCode(t, "heartbeat", h.send(heartbeatReq(long, "m", 1)), invalid)
+		lv := kmsg.NewPtrLeaveGroupRequest()
+		lv.Version = 3
+		lv.Group = long
+		lv.Members = []kmsg.LeaveGroupRequestMember{{MemberID: "m"}}
+		if r := h.send(lv).resp.(*kmsg.LeaveGroupResponse); r.ErrorCode != invalid.Code {
+			t.Errorf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		wantCode(t, "memberless commit", h.send(commitReq(long, "", -1, "t", 0, 1)), invalid)
+		for _, v := range []int16{1, 7} {
+			f := kmsg.NewPtrOffsetFetchRequest()
+			f.Version, f.Group = v, long
+			f.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+			r := h.send(f).resp.(*kmsg.OffsetFetchResponse)
+			if r.ErrorCode != invalid.Code && (v >= 2 || r.Topics[0].Partitions[0].ErrorCode != invalid.Code) {
+				t.Errorf("offset fetch v%d: %+v", v, r)
+			}
+		}
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version = 8
+		f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: long}, {Group: "ok"}}
+		if r := h.send(f).resp.(*kmsg.OffsetFetchResponse); r.Groups[0].ErrorCode != invalid.Code || r.Groups[1].ErrorCode != 0 {
+			t.Errorf("offset fetch v8: %+v", r.Groups)
+		}
+		d := kmsg.NewPtrDescribeGroupsRequest()
+		d.Groups = []string{long}
+		if r := h.send(d).resp.(*kmsg.DescribeGroupsResponse); r.Groups[0].ErrorCode != invalid.Code {
+			t.Errorf("describe: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+		}
+		del := kmsg.NewPtrDeleteGroupsRequest()
+		del.Groups = []string{long}
+		if r := h.send(del).resp.(*kmsg.DeleteGroupsResponse); r.Groups[0].ErrorCode != invalid.Code {
+			t.Errorf("delete groups: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+		}
+		od := kmsg.NewPtrOffsetDeleteRequest()
+		od.Group = long
+		od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+		if r := h.send(od).resp.(*kmsg.OffsetDeleteResponse); r.ErrorCode != invalid.Code {
+			t.Errorf("offset delete: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		var createErr error
+		h.c.CreateGroup(h.now, long, func(err error) { createErr = err })
+		h.flush()
+		if createErr != invalid {
+			t.Errorf("create: %v", createErr)
+		}
+		if h.c.NumGroups() != 0 || len(h.records) != before {
+			t.Fatalf("a refused group id left %d groups and %d records", h.c.NumGroups(), len(h.records)-before)
+		}
+	}
+	atBound := strings.Repeat("y", MaxGroupIDBytes)
+	wantCode(t, "commit by a group id at the bound", h.send(commitReq(atBound, "", -1, "t", 0, 7)), nil)
+	if got := h.committed(atBound, "t", 0); got != 7 {
+		t.Fatalf("offset of a group id at the bound: %d", got)
+	}
+}
+
+// TestStoredStringsAreBounded: the other strings a record holds are
+// bounded too, even without a PartitionExists check, and the offset
+// metadata bound cannot be configured past what a record holds.
+func TestStoredStringsAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PartitionExists = nil })
+	wantCode(t, "commit to a topic name over 249 bytes",
+		h.send(commitReq("g", "", -1, strings.Repeat("t", MaxTopicNameBytes+1), 0, 1)), kerr.UnknownTopicOrPartition)
+	jr := joinReq("g", "", nil)
+	jr.ProtocolType = strings.Repeat("p", 40_000)
+	wantCode(t, "join with a 40,000-byte protocol type", h.send(jr), kerr.InvalidRequest)
+	if _, err := NewRawCoordinator(Config{MaxOffsetMetadataBytes: MaxOffsetMetadataLimit + 1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("MaxOffsetMetadataBytes past the limit: %v", err)
+	}
 }

@@ -101,7 +101,7 @@ func (c *RawCoordinator) Handle(now time.Time, cl Client, req kmsg.Request, done
 // `weir group create` does. Creating an existing group marks it created
 // and is not an error.
 func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error)) {
-	if name == "" {
+	if !ValidGroupID(name) {
 		done(kerr.InvalidGroupID)
 		return
 	}
