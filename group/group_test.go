@@ -641,3 +641,100 @@ func TestStoredStringsAreBounded(t *testing.T) {
 		t.Fatalf("MaxOffsetMetadataBytes past the limit: %v", err)
 	}
 }
+
+// TestStaticMemberKeptThroughJoinPhase: Kafka's onCompleteJoin removes only
+// dynamic members that did not rejoin. Static members a and b are Stable,
+// b (the leader) restarts, and a triggers a rebalance meanwhile: when the
+// join phase ends b is still a member (a leads and assigns it partitions),
+// and it either comes back to its assignment without another rebalance, or
+// is removed once its session times out, not before.
+func TestStaticMemberKeptThroughJoinPhase(t *testing.T) {
+	const session, rebalance = 120 * time.Second, 30 * time.Second
+	join := func(h *harness, member, instance string, protos ...string) *call {
+		r := joinReq("g", member, strPtr(instance))
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = int32(session/time.Millisecond), int32(rebalance/time.Millisecond)
+		if len(protos) > 0 {
+			r.Protocols = protocols(protos...)
+		}
+		return h.send(r)
+	}
+	sync := func(h *harness, member, instance string, gen int32, assign map[string]string) *call {
+		r := syncReq("g", member, gen, assign)
+		r.InstanceID = strPtr(instance)
+		return h.send(r)
+	}
+	// setup returns a harness at the end of the join phase a triggered
+	// while b was away, with a's join answered, and the ids of a and b.
+	setup := func(t *testing.T) (h *harness, a, b string, gen int32, bLastHeartbeat time.Time) {
+		h = newHarness(t, nil)
+		jb, ja := join(h, "", "b"), join(h, "", "a")
+		h.advance(time.Second)
+		rb, ra := joinResp(t, jb), joinResp(t, ja)
+		a, b, gen = ra.MemberID, rb.MemberID, rb.Generation
+		if rb.LeaderID != b {
+			t.Fatalf("leader %s, want b (%s), the first to join", rb.LeaderID, b)
+		}
+		sa := sync(h, a, "a", gen, nil)
+		wantCode(t, "b's sync", sync(h, b, "b", gen, map[string]string{a: "A", b: "B"}), nil)
+		wantCode(t, "a's sync", sa, nil)
+		bLastHeartbeat = h.now
+
+		// b restarts and is silent; a changes its subscription.
+		ja = join(h, a, "a", "range", "roundrobin")
+		if h.state("g") != PreparingRebalance {
+			t.Fatalf("state %v after a's new subscription", h.state("g"))
+		}
+		h.advance(rebalance + time.Second)
+		ra = joinResp(t, ja)
+		if ra.ErrorCode != 0 || ra.Generation != gen+1 {
+			t.Fatalf("a's join at the end of the join phase: %v, generation %d", kerr.ErrorForCode(ra.ErrorCode), ra.Generation)
+		}
+		if ra.LeaderID != a || len(ra.Members) != 2 {
+			t.Fatalf("leader %s with %d members; want a (%s), who rejoined, assigning both", ra.LeaderID, len(ra.Members), a)
+		}
+		if _, ok := h.c.groups["g"].members[b]; !ok {
+			t.Fatalf("static member b was removed at the end of the join phase")
+		}
+		wantCode(t, "a's sync as the new leader", sync(h, a, "a", ra.Generation, map[string]string{a: "A2", b: "B2"}), nil)
+		if h.state("g") != Stable {
+			t.Fatalf("state %v after the leader's sync", h.state("g"))
+		}
+		return h, a, b, ra.Generation, bLastHeartbeat
+	}
+
+	t.Run("comes back", func(t *testing.T) {
+		h, _, _, gen, _ := setup(t)
+		jb := join(h, "", "b")
+		rb := joinResp(t, jb)
+		if rb.ErrorCode != 0 || rb.Generation != gen || h.state("g") != Stable {
+			t.Fatalf("b's rejoin: %v, generation %d, state %v; want its place back without a rebalance",
+				kerr.ErrorForCode(rb.ErrorCode), rb.Generation, h.state("g"))
+		}
+		sc := sync(h, rb.MemberID, "b", gen, nil)
+		wantCode(t, "b's sync", sc, nil)
+		if got := string(sc.resp.(*kmsg.SyncGroupResponse).MemberAssignment); got != "B2" {
+			t.Fatalf("b's assignment %q, want the one a gave it, B2", got)
+		}
+	})
+
+	t.Run("never comes back", func(t *testing.T) {
+		h, a, b, gen, bLast := setup(t)
+		heartbeatA := func() {
+			hb := heartbeatReq("g", a, gen)
+			hb.InstanceID = strPtr("a")
+			h.send(hb)
+		}
+		h.advance(bLast.Add(session - time.Second).Sub(h.now))
+		heartbeatA()
+		if _, ok := h.c.groups["g"].members[b]; !ok || h.state("g") != Stable {
+			t.Fatalf("b removed (or the group rebalanced: %v) before its session timed out", h.state("g"))
+		}
+		h.advance(2 * time.Second)
+		if _, ok := h.c.groups["g"].members[b]; ok {
+			t.Fatalf("b is still a member after its session timed out")
+		}
+		if h.state("g") != PreparingRebalance {
+			t.Fatalf("state %v after b's session timed out, want a rebalance", h.state("g"))
+		}
+	})
+}
