@@ -33,12 +33,11 @@ type Coordinator struct {
 }
 
 type request struct {
-	client     Client
-	req        kmsg.Request
-	done       func(kmsg.Response)
-	create     string
-	createDone func(error)
-	query      func(*RawCoordinator) // runs in the driver goroutine
+	client Client
+	req    kmsg.Request
+	done   func(kmsg.Response)
+	op     func(now time.Time, raw *RawCoordinator) // CreateGroup, DeleteTopics
+	query  func(*RawCoordinator)                    // runs in the driver goroutine
 }
 
 // maxBatch bounds the requests handled between two fsyncs.
@@ -118,13 +117,33 @@ func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
 // created (durably) if it does not exist. The returned channel receives
 // the outcome once, or nothing if the coordinator closes first.
 func (c *Coordinator) SubmitCreate(name string) <-chan error {
+	return c.submitOp(func(now time.Time, raw *RawCoordinator, done func(error)) {
+		raw.CreateGroup(now, name, done)
+	})
+}
+
+// SubmitDeleteTopics hands RawCoordinator.DeleteTopics to the coordinator:
+// every group's offsets of topics are deleted (durably). The returned
+// channel receives the outcome once, or ErrClosed if the coordinator is
+// closed first.
+func (c *Coordinator) SubmitDeleteTopics(topics []string) <-chan error {
+	topics = append([]string(nil), topics...)
+	return c.submitOp(func(_ time.Time, raw *RawCoordinator, done func(error)) {
+		raw.DeleteTopics(topics, done)
+	})
+}
+
+// submitOp hands op to the driver goroutine; the returned channel gets
+// the error op reports (through Ready, after its records are on disk).
+func (c *Coordinator) submitOp(op func(now time.Time, raw *RawCoordinator, done func(error))) <-chan error {
 	ch := make(chan error, 1)
-	r := request{create: name, createDone: func(err error) {
+	done := func(err error) {
 		select {
 		case ch <- err:
 		default:
 		}
-	}}
+	}
+	r := request{op: func(now time.Time, raw *RawCoordinator) { op(now, raw, done) }}
 	select {
 	case c.reqs <- r:
 	case <-c.done:
@@ -235,8 +254,8 @@ func (c *Coordinator) apply(r request) {
 		return
 	}
 	now := c.now()
-	if r.createDone != nil {
-		c.raw.CreateGroup(now, r.create, r.createDone)
+	if r.op != nil {
+		r.op(now, c.raw)
 		return
 	}
 	c.raw.Handle(now, r.client, r.req, r.done)

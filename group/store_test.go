@@ -535,3 +535,52 @@ func TestCoordinatorLongGroupIDKeepsLaterCommits(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteTopicsDeletesOffsets: deleting a topic deletes every group's
+// committed offsets of it, durably, and no others.
+func TestDeleteTopicsDeletesOffsets(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := []struct {
+		group, topic string
+		partition    int32
+	}{{"billing", "orders", 0}, {"billing", "orders", 1}, {"billing", "users", 0}, {"audit", "orders", 0}}
+	for i, cm := range commits {
+		resp := (<-c.Submit(Client{}, commitReq(cm.group, "", -1, cm.topic, cm.partition, int64(100+i)))).(*kmsg.OffsetCommitResponse)
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("commit %+v: %v", cm, kerr.ErrorForCode(code))
+		}
+	}
+	if err := <-c.SubmitDeleteTopics([]string{"orders"}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, cm := range commits {
+			r := kmsg.NewPtrOffsetFetchRequest()
+			r.Version = 5
+			r.Group = cm.group
+			r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: cm.topic, Partitions: []int32{cm.partition}}}
+			fr := (<-c.Submit(Client{}, r)).(*kmsg.OffsetFetchResponse)
+			want := int64(-1)
+			if cm.topic != "orders" {
+				want = int64(100 + i)
+			}
+			if got := fr.Topics[0].Partitions[0].Offset; got != want {
+				t.Errorf("%s: %s %s/%d at %d, want %d", when, cm.group, cm.topic, cm.partition, got, want)
+			}
+		}
+	}
+	check("after the deletion")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Open(Config{}, nil, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	check("after a restart")
+}

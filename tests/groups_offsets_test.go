@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/weirtest"
 )
 
 // TestGroupLongGroupIDRefused: over a real socket, a tool commits
@@ -89,5 +90,37 @@ func TestGroupLongGroupIDRefused(t *testing.T) {
 		if o, ok := os.Lookup("t", 0); !ok || o.At != want {
 			t.Errorf("group %s after restart: offset %d (found %v), want %d", group, o.At, ok, want)
 		}
+	}
+}
+
+// TestGroupOffsetsGoWithDeletedTopic: a group commits for orders/0, the
+// topic is deleted and created again, and the group has no committed
+// offset for it any more (it would otherwise resume at an offset into the
+// old data).
+func TestGroupOffsetsGoWithDeletedTopic(t *testing.T) {
+	b := weirtest.Start(t)
+	createTopic(t, b, "orders", 1)
+	ctx := testContext(t, 30*time.Second)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	os := kadm.Offsets{}
+	os.AddOffset("orders", 0, 500, -1)
+	if r, err := adm.CommitOffsets(ctx, "billing", os); err != nil || r.Error() != nil {
+		t.Fatalf("commit: %v %v", err, r.Error())
+	}
+	if r, err := adm.DeleteTopics(ctx, "orders"); err != nil || r.Error() != nil {
+		t.Fatalf("delete topic: %v %v", err, r.Error())
+	}
+	createTopic(t, b, "orders", 1)
+	got, err := adm.FetchOffsets(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := got.Lookup("orders", 0); ok && o.At >= 0 {
+		t.Errorf("recreated topic orders: group billing still has committed offset %d from the deleted topic", o.At)
 	}
 }
