@@ -13,7 +13,7 @@ import (
 // that a topic created again under the same name is consumed from the
 // start (per auto.offset.reset), not from offsets into the old data. The
 // response waits for the offset deletions to be on disk.
-func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.DeleteTopicsRequest) reply {
+func (b *Broker) handleDeleteTopics(ctx context.Context, _ *header, req *kmsg.DeleteTopicsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
 		name *string
@@ -68,7 +68,7 @@ func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.Dele
 	// Submitted in the reader, so that a commit sent after this request
 	// on the connection is handled after the deletion; awaited in the
 	// writer.
-	offsetsDeleted := b.groups.SubmitDeleteTopics(deleted)
+	offsetsDeleted := b.groups.SubmitDeleteTopics(ctx, deleted)
 	return deferred(func(ctx context.Context) kmsg.Response {
 		select {
 		case err := <-offsetsDeleted:

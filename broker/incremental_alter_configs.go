@@ -20,7 +20,7 @@ import (
 // On a GROUP resource (type 32, as Kafka 4 group configs) it creates the
 // group, durably, if it does not exist: that is `weir group create`, and
 // what RequireGroupCreate asks for. No group config keys are supported.
-func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
+func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	created := map[int]<-chan error{} // resource index -> group creation
 	for _, rr := range req.Resources {
@@ -36,7 +36,7 @@ func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req
 		case configResourceTypeGroup:
 			sr.ErrorCode, sr.ErrorMessage = checkGroupCreate(rr.ResourceName, len(rr.Configs))
 			if sr.ErrorCode == 0 && !req.ValidateOnly {
-				created[len(resp.Resources)] = b.groups.SubmitCreate(rr.ResourceName)
+				created[len(resp.Resources)] = b.groups.SubmitCreate(ctx, rr.ResourceName)
 			}
 			resp.Resources = append(resp.Resources, sr)
 			continue

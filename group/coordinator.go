@@ -96,9 +96,13 @@ func encodedSize(recs []Record) int64 {
 
 // Submit hands a group request to the coordinator. The returned channel
 // receives the response once (later for JoinGroup and SyncGroup, which
-// wait for the rest of the group); it never receives if the coordinator
-// closes first.
-func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
+// wait for the rest of the group). Submit waits for room in the
+// coordinator's queue, but not past ctx: if ctx is done first, or the
+// coordinator is closed, the request is not handled and the channel never
+// receives, so the caller waits for it with the same ctx. A stalled
+// coordinator (a disk that does not answer an fsync) thus cannot hold a
+// connection's reader past the connection's or the broker's closing.
+func (c *Coordinator) Submit(ctx context.Context, cl Client, req kmsg.Request) <-chan kmsg.Response {
 	ch := make(chan kmsg.Response, 1)
 	r := request{client: cl, req: req, done: func(resp kmsg.Response) {
 		select {
@@ -109,33 +113,35 @@ func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
 	select {
 	case c.reqs <- r:
 	case <-c.done:
+	case <-ctx.Done():
 	}
 	return ch
 }
 
 // SubmitCreate hands CreateGroup for name to the coordinator: the group is
 // created (durably) if it does not exist. The returned channel receives
-// the outcome once, or nothing if the coordinator closes first.
-func (c *Coordinator) SubmitCreate(name string) <-chan error {
-	return c.submitOp(func(now time.Time, raw *RawCoordinator, done func(error)) {
+// the outcome once: ErrClosed or ctx's error if the request was not taken
+// (the coordinator is closed, or ctx was done while its queue was full),
+// nothing if the coordinator closes after taking it.
+func (c *Coordinator) SubmitCreate(ctx context.Context, name string) <-chan error {
+	return c.submitOp(ctx, func(now time.Time, raw *RawCoordinator, done func(error)) {
 		raw.CreateGroup(now, name, done)
 	})
 }
 
 // SubmitDeleteTopics hands RawCoordinator.DeleteTopics to the coordinator:
 // every group's offsets of topics are deleted (durably). The returned
-// channel receives the outcome once, or ErrClosed if the coordinator is
-// closed first.
-func (c *Coordinator) SubmitDeleteTopics(topics []string) <-chan error {
+// channel receives the outcome once, as SubmitCreate's.
+func (c *Coordinator) SubmitDeleteTopics(ctx context.Context, topics []string) <-chan error {
 	topics = append([]string(nil), topics...)
-	return c.submitOp(func(_ time.Time, raw *RawCoordinator, done func(error)) {
+	return c.submitOp(ctx, func(_ time.Time, raw *RawCoordinator, done func(error)) {
 		raw.DeleteTopics(topics, done)
 	})
 }
 
 // submitOp hands op to the driver goroutine; the returned channel gets
 // the error op reports (through Ready, after its records are on disk).
-func (c *Coordinator) submitOp(op func(now time.Time, raw *RawCoordinator, done func(error))) <-chan error {
+func (c *Coordinator) submitOp(ctx context.Context, op func(now time.Time, raw *RawCoordinator, done func(error))) <-chan error {
 	ch := make(chan error, 1)
 	done := func(err error) {
 		select {
@@ -148,6 +154,8 @@ func (c *Coordinator) submitOp(op func(now time.Time, raw *RawCoordinator, done 
 	case c.reqs <- r:
 	case <-c.done:
 		ch <- ErrClosed
+	case <-ctx.Done():
+		ch <- ctx.Err()
 	}
 	return ch
 }
@@ -155,7 +163,7 @@ func (c *Coordinator) submitOp(op func(now time.Time, raw *RawCoordinator, done 
 // CreateGroup creates name (durably) if it does not exist, and waits.
 func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
-	case err := <-c.SubmitCreate(name):
+	case err := <-c.SubmitCreate(ctx, name):
 		return err
 	case <-c.done:
 		return ErrClosed

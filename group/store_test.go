@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -179,7 +180,7 @@ func TestCoordinatorStoreFailureRefusesCommits(t *testing.T) {
 	}
 	defer c.Close()
 	for range 2 {
-		resp := (<-c.Submit(Client{}, commitReq("g", "", -1, "t", 0, 1))).(*kmsg.OffsetCommitResponse)
+		resp := (<-c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 1))).(*kmsg.OffsetCommitResponse)
 		if code := resp.Topics[0].Partitions[0].ErrorCode; code == 0 {
 			t.Fatal("a commit that could not be fsynced was acknowledged")
 		}
@@ -192,7 +193,7 @@ func TestCoordinatorPersistsAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := (<-c.Submit(Client{}, commitReq("g", "", -1, "t", 3, 77))).(*kmsg.OffsetCommitResponse)
+	resp := (<-c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 3, 77))).(*kmsg.OffsetCommitResponse)
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
 		t.Fatalf("commit: %d", code)
 	}
@@ -208,7 +209,7 @@ func TestCoordinatorPersistsAcrossReopen(t *testing.T) {
 	r.Version = 5
 	r.Group = "g"
 	r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{3}}}
-	fr := (<-c.Submit(Client{}, r)).(*kmsg.OffsetFetchResponse)
+	fr := (<-c.Submit(context.Background(), Client{}, r)).(*kmsg.OffsetFetchResponse)
 	if got := fr.Topics[0].Partitions[0].Offset; got != 77 {
 		t.Fatalf("offset after reopen %d, want 77", got)
 	}
@@ -504,7 +505,7 @@ func TestCoordinatorLongGroupIDKeepsLaterCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit := func(group string, offset int64) int16 {
-		resp := (<-c.Submit(Client{}, commitReq(group, "", -1, "t", 0, offset))).(*kmsg.OffsetCommitResponse)
+		resp := (<-c.Submit(context.Background(), Client{}, commitReq(group, "", -1, "t", 0, offset))).(*kmsg.OffsetCommitResponse)
 		return resp.Topics[0].Partitions[0].ErrorCode
 	}
 	if code := commit("before", 1); code != 0 {
@@ -529,7 +530,7 @@ func TestCoordinatorLongGroupIDKeepsLaterCommits(t *testing.T) {
 		r.Version = 5
 		r.Group = group
 		r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
-		fr := (<-c.Submit(Client{}, r)).(*kmsg.OffsetFetchResponse)
+		fr := (<-c.Submit(context.Background(), Client{}, r)).(*kmsg.OffsetFetchResponse)
 		if got := fr.Topics[0].Partitions[0].Offset; got != want {
 			t.Errorf("group %s after restart: offset %d, want %d", group, got, want)
 		}
@@ -549,12 +550,12 @@ func TestDeleteTopicsDeletesOffsets(t *testing.T) {
 		partition    int32
 	}{{"billing", "orders", 0}, {"billing", "orders", 1}, {"billing", "users", 0}, {"audit", "orders", 0}}
 	for i, cm := range commits {
-		resp := (<-c.Submit(Client{}, commitReq(cm.group, "", -1, cm.topic, cm.partition, int64(100+i)))).(*kmsg.OffsetCommitResponse)
+		resp := (<-c.Submit(context.Background(), Client{}, commitReq(cm.group, "", -1, cm.topic, cm.partition, int64(100+i)))).(*kmsg.OffsetCommitResponse)
 		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
 			t.Fatalf("commit %+v: %v", cm, kerr.ErrorForCode(code))
 		}
 	}
-	if err := <-c.SubmitDeleteTopics([]string{"orders"}); err != nil {
+	if err := <-c.SubmitDeleteTopics(context.Background(), []string{"orders"}); err != nil {
 		t.Fatal(err)
 	}
 	check := func(when string) {
@@ -564,7 +565,7 @@ func TestDeleteTopicsDeletesOffsets(t *testing.T) {
 			r.Version = 5
 			r.Group = cm.group
 			r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: cm.topic, Partitions: []int32{cm.partition}}}
-			fr := (<-c.Submit(Client{}, r)).(*kmsg.OffsetFetchResponse)
+			fr := (<-c.Submit(context.Background(), Client{}, r)).(*kmsg.OffsetFetchResponse)
 			want := int64(-1)
 			if cm.topic != "orders" {
 				want = int64(100 + i)
