@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -211,14 +212,33 @@ func OpenStore(fsys storage.FS, dataDir string, logger *slog.Logger) (*Store, []
 		fsys = storage.OSFS{}
 	}
 	dir := filepath.Join(dataDir, storeDirName)
+	name := filepath.Join(dir, storeFileName)
+	_, err := fsys.Stat(dir)
+	newDir := errors.Is(err, fs.ErrNotExist)
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("weir: group store: %w", err)
 	}
-	name := filepath.Join(dir, storeFileName)
 	_ = fsys.Remove(name + ".tmp") // a rewrite that did not finish
+	_, err = fsys.Stat(name)
+	newFile := errors.Is(err, fs.ErrNotExist)
 	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("weir: group store: %w", err)
+	}
+	// A new file's name, and a new directory's, must be durable before
+	// anything written to the file is acknowledged: an fsync of the file
+	// does not make its directory entry durable.
+	if newFile {
+		if err := fsys.SyncDir(dir); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("weir: group store: %w", err)
+		}
+	}
+	if newDir {
+		if err := fsys.SyncDir(dataDir); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("weir: group store: %w", err)
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {

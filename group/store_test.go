@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -584,4 +585,42 @@ func TestDeleteTopicsDeletesOffsets(t *testing.T) {
 	}
 	defer c.Close()
 	check("after a restart")
+}
+
+// syncDirFS records the directories fsynced.
+type syncDirFS struct {
+	storage.OSFS
+	synced []string
+}
+
+func (fs *syncDirFS) SyncDir(name string) error {
+	fs.synced = append(fs.synced, filepath.Clean(name))
+	return fs.OSFS.SyncDir(name)
+}
+
+// TestOpenStoreSyncsNewDirectoryEntries: creating groups/ and groups.log
+// fsyncs the directories holding them before OpenStore returns, so that
+// an acknowledged commit cannot be lost with a file name that a crash
+// did not keep. Opening an existing store fsyncs nothing.
+func TestOpenStoreSyncsNewDirectoryEntries(t *testing.T) {
+	dataDir := t.TempDir()
+	fsys := &syncDirFS{}
+	s, _, err := OpenStore(fsys, dataDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	groupsDir := filepath.Join(dataDir, storeDirName)
+	if !slices.Contains(fsys.synced, groupsDir) || !slices.Contains(fsys.synced, filepath.Clean(dataDir)) {
+		t.Fatalf("directories fsynced on creation: %q, want %q and %q", fsys.synced, groupsDir, dataDir)
+	}
+	fsys.synced = nil
+	s, _, err = OpenStore(fsys, dataDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if len(fsys.synced) != 0 {
+		t.Fatalf("reopening fsynced %q", fsys.synced)
+	}
 }
