@@ -173,6 +173,8 @@ type Store struct {
 	live int64 // bytes of the records last written by open or Rewrite
 	werr error // sticky write error
 
+	retryRewriteAt int64 // after a failed Rewrite: the size at which NeedsRewrite may report true again
+
 	recovery Recovery
 }
 
@@ -394,14 +396,25 @@ func (s *Store) Append(recs []Record) error {
 }
 
 // NeedsRewrite reports whether the file has grown well past its live
-// content and should be rewritten with Rewrite.
+// content and should be rewritten with Rewrite. After a failed Rewrite it
+// reports false until the file has grown by half again, so that a rewrite
+// that keeps failing (a full disk) is not retried, at the cost of encoding
+// every group's state, after every batch.
 func (s *Store) NeedsRewrite() bool {
-	return s.werr == nil && s.size > compactMinBytes && s.size > 4*s.live
+	return s.werr == nil && s.size > compactMinBytes && s.size > 4*s.live && s.size >= s.retryRewriteAt
 }
 
 // Rewrite replaces the file with recs (the live state): temporary file,
 // fsync, rename, directory fsync.
 func (s *Store) Rewrite(recs []Record) error {
+	err := s.rewrite(recs)
+	if err != nil && s.werr == nil {
+		s.retryRewriteAt = s.size + s.size/2
+	}
+	return err
+}
+
+func (s *Store) rewrite(recs []Record) error {
 	if s.werr != nil {
 		return s.werr
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weirhq/weir/storage"
+	"github.com/weirhq/weir/storage/faultfs"
 )
 
 func sampleRecords() []Record {
@@ -622,5 +623,62 @@ func TestOpenStoreSyncsNewDirectoryEntries(t *testing.T) {
 	s.Close()
 	if len(fsys.synced) != 0 {
 		t.Fatalf("reopening fsynced %q", fsys.synced)
+	}
+}
+
+// TestFailedRewriteIsNotRetriedAtOnce: a rewrite that fails (here, the
+// temporary file cannot be created) is not attempted again after every
+// batch, only once the file has grown by half again; appends go on
+// meanwhile, and a later rewrite succeeds.
+func TestFailedRewriteIsNotRetriedAtOnce(t *testing.T) {
+	fsys := faultfs.New(storage.OSFS{})
+	dir := t.TempDir()
+	s, _, err := OpenStore(fsys, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var i int64
+	batch := make([]Record, 0, 10_000)
+	appendUntil := func(size int64) {
+		t.Helper()
+		for s.Size() < size {
+			batch = batch[:0]
+			for range cap(batch) {
+				i++
+				batch = append(batch, Record{Kind: RecordOffset, Group: "g", Topic: "t", Partition: int32(i % 4), Offset: i, CommitTime: i})
+			}
+			if err := s.Append(batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendUntil(compactMinBytes + 1)
+	if !s.NeedsRewrite() {
+		t.Fatalf("a %d-byte file of dead records does not need a rewrite", s.Size())
+	}
+	fsys.FailIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpOpen && strings.HasSuffix(name, ".tmp") }, nil)
+	live := []Record{{Kind: RecordOffset, Group: "g", Topic: "t", Offset: 1}}
+	if err := s.Rewrite(live); err == nil {
+		t.Fatal("rewrite succeeded with its temporary file refused")
+	}
+	failedAt := s.Size()
+	if s.NeedsRewrite() {
+		t.Fatal("a rewrite that just failed is wanted again at once")
+	}
+	appendUntil(failedAt + failedAt/4)
+	if s.NeedsRewrite() {
+		t.Fatalf("rewrite wanted again after the file grew from %d to %d bytes", failedAt, s.Size())
+	}
+	appendUntil(failedAt + failedAt/2)
+	if !s.NeedsRewrite() {
+		t.Fatalf("rewrite not wanted again after the file grew by half, to %d bytes", s.Size())
+	}
+	fsys.ClearFaults()
+	if err := s.Rewrite(live); err != nil {
+		t.Fatal(err)
+	}
+	if s.NeedsRewrite() || s.Size() >= failedAt {
+		t.Fatalf("after a rewrite: %d bytes, needs rewrite %v", s.Size(), s.NeedsRewrite())
 	}
 }
