@@ -9,10 +9,16 @@ import (
 
 // describe is Kafka's DescribeGroups: member metadata and assignments are
 // shown only for a Stable group; an unknown group is reported Dead with no
-// error.
+// error. A group named more than once is described once, so that a small
+// request cannot ask for a large group's metadata many times over.
 func (c *RawCoordinator) describe(r *kmsg.DescribeGroupsRequest, done func(kmsg.Response)) {
 	resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	seen := make(map[string]struct{}, len(r.Groups))
 	for _, name := range r.Groups {
+		if _, ok := seen[name]; ok {
+			continue
+		}
+		seen[name] = struct{}{}
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = name
 		dg.AuthorizedOperations = -2147483648 // not requested / not computed

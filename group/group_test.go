@@ -738,3 +738,17 @@ func TestStaticMemberKeptThroughJoinPhase(t *testing.T) {
 		}
 	})
 }
+
+// TestDescribeGroupsOnceEach: a group named many times in one
+// DescribeGroups is described once.
+func TestDescribeGroupsOnceEach(t *testing.T) {
+	h := newHarness(t, nil)
+	h.stableGroup("g", 2)
+	d := kmsg.NewPtrDescribeGroupsRequest()
+	d.Version = 5
+	d.Groups = []string{"g", "other", "g", "g", "other"}
+	r := h.send(d).resp.(*kmsg.DescribeGroupsResponse)
+	if len(r.Groups) != 2 || r.Groups[0].Group != "g" || len(r.Groups[0].Members) != 2 || r.Groups[1].Group != "other" {
+		t.Fatalf("describe of g, other, g, g, other: %d groups %+v", len(r.Groups), r.Groups)
+	}
+}
