@@ -107,6 +107,10 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 				if r.Version < 6 {
 					epoch = -1
 				}
+				// Memory is updated before the record is written; if the
+				// write fails, the commit is refused but stays in memory
+				// until a restart (docs/GROUPS.md explains why that is
+				// harmless).
 				o := Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now}
 				g.offsets[topicPartition{t.Topic, p.Partition}] = o
 				c.persist(offsetRecord(g.name, t.Topic, p.Partition, o))
