@@ -752,3 +752,46 @@ func TestDescribeGroupsOnceEach(t *testing.T) {
 		t.Fatalf("describe of g, other, g, g, other: %d groups %+v", len(r.Groups), r.Groups)
 	}
 }
+
+// TestJoinPhaseWithOnlyAbsentStaticMembers: a rebalance that no member
+// rejoins (a new member came and left again while static a and b were
+// away) does not start a generation with nobody to assign: the join phase
+// waits another rebalance timeout, and the members' session timeouts
+// end it.
+func TestJoinPhaseWithOnlyAbsentStaticMembers(t *testing.T) {
+	const session, rebalance = 60 * time.Second, 20 * time.Second
+	h := newHarness(t, nil)
+	join := func(instance string) *call {
+		r := joinReq("g", "", strPtr(instance))
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = int32(session/time.Millisecond), int32(rebalance/time.Millisecond)
+		return h.send(r)
+	}
+	ja, jb := join("a"), join("b")
+	h.advance(time.Second)
+	ra, rb := joinResp(t, ja), joinResp(t, jb)
+	gen := ra.Generation
+	sa := syncReq("g", ra.MemberID, gen, map[string]string{ra.MemberID: "A", rb.MemberID: "B"})
+	sa.InstanceID = strPtr("a")
+	sb := syncReq("g", rb.MemberID, gen, nil)
+	sb.InstanceID = strPtr("b")
+	cb := h.send(sb) // answered with the leader's
+	wantCode(t, "a's sync", h.send(sa), nil)
+	wantCode(t, "b's sync", cb, nil)
+	sessionsEnd := h.now.Add(session)
+
+	// Both instances go away; a dynamic member comes and goes.
+	id, jc := h.joinNew("g")
+	lv := kmsg.NewPtrLeaveGroupRequest()
+	lv.Group, lv.MemberID = "g", id
+	wantCode(t, "c's leave", h.send(lv), nil)
+	wantCode(t, "c's join", jc, kerr.UnknownMemberID)
+	h.advance(rebalance + time.Second)
+	if g := h.c.groups["g"]; g.state != PreparingRebalance || g.generation != gen || len(g.members) != 2 {
+		t.Fatalf("after a join phase nobody rejoined: %v, generation %d (was %d), %d members; want the join phase to go on",
+			g.state, g.generation, gen, len(g.members))
+	}
+	h.advance(sessionsEnd.Sub(h.now) + time.Second)
+	if g := h.c.groups["g"]; g.state != Empty || len(g.members) != 0 {
+		t.Fatalf("after the sessions timed out: %v with %d members, want Empty", g.state, len(g.members))
+	}
+}
