@@ -785,7 +785,7 @@ func TestJoinPhaseWithOnlyAbsentStaticMembers(t *testing.T) {
 	lv.Group, lv.MemberID = "g", id
 	wantCode(t, "c's leave", h.send(lv), nil)
 	wantCode(t, "c's join", jc, kerr.UnknownMemberID)
-	h.advance(rebalance + time.Second)
+	h.advance(30*time.Second + time.Second) // c's rebalance timeout set the join phase's end
 	if g := h.c.groups["g"]; g.state != PreparingRebalance || g.generation != gen || len(g.members) != 2 {
 		t.Fatalf("after a join phase nobody rejoined: %v, generation %d (was %d), %d members; want the join phase to go on",
 			g.state, g.generation, gen, len(g.members))
