@@ -8,14 +8,19 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// handleDeleteTopics deletes topics by name, or (v6+) by topic id.
-func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.DeleteTopicsRequest) reply {
+// handleDeleteTopics deletes topics by name, or (v6+) by topic id. As in
+// Kafka, every group's committed offsets of a deleted topic go with it, so
+// that a topic created again under the same name is consumed from the
+// start (per auto.offset.reset), not from offsets into the old data. The
+// response waits for the offset deletions to be on disk.
+func (b *Broker) handleDeleteTopics(ctx context.Context, _ *header, req *kmsg.DeleteTopicsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
 		name *string
 		id   [16]byte
 	}
 	var targets []target
+	var deleted []string
 	if req.Version < 6 {
 		for _, n := range req.TopicNames {
 			targets = append(targets, target{name: ptr(n)})
@@ -49,6 +54,7 @@ func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.Dele
 		if err == nil {
 			b.logger.Info("weir: deleted topic", "topic", name)
 			b.metrics.forgetTopic(name)
+			deleted = append(deleted, name)
 		} else if !validTopicName(name) {
 			err = storage.ErrInvalidTopic
 		}
@@ -56,5 +62,24 @@ func (b *Broker) handleDeleteTopics(_ context.Context, _ *header, req *kmsg.Dele
 		st.ErrorMessage = errorMessage(err)
 		resp.Topics = append(resp.Topics, st)
 	}
-	return now(resp)
+	if len(deleted) == 0 {
+		return now(resp)
+	}
+	// Submitted in the reader, so that a commit sent after this request
+	// on the connection is handled after the deletion; awaited in the
+	// writer.
+	offsetsDeleted := b.groups.SubmitDeleteTopics(ctx, deleted)
+	return deferred(func(ctx context.Context) kmsg.Response {
+		select {
+		case err := <-offsetsDeleted:
+			if err != nil {
+				// The topics are gone; their offsets may come back after a
+				// restart. The store's error is sticky and already logged.
+				b.logger.Error("weir: could not delete the committed offsets of deleted topics", "topics", deleted, "err", err)
+			}
+			return resp
+		case <-ctx.Done():
+			return nil
+		}
+	})
 }

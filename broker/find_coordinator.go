@@ -5,6 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/group"
 )
 
 const coordinatorTypeGroup = 0
@@ -18,8 +19,8 @@ func (b *Broker) handleFindCoordinator(_ context.Context, _ *header, req *kmsg.F
 		if req.CoordinatorType != coordinatorTypeGroup {
 			return errTransactionsUnsupported, ptr("weir: no transaction coordinator")
 		}
-		if key == "" {
-			return kerr.InvalidGroupID.Code, ptr("weir: empty group id")
+		if !group.ValidGroupID(key) {
+			return kerr.InvalidGroupID.Code, ptr(invalidGroupIDMessage(key))
 		}
 		return 0, nil
 	}

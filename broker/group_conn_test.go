@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -105,10 +107,10 @@ func TestFindCoordinator(t *testing.T) {
 	}
 	req := kmsg.NewPtrFindCoordinatorRequest()
 	req.Version = 4
-	req.CoordinatorKeys = []string{"a", "b", ""}
+	req.CoordinatorKeys = []string{"a", "b", "", strings.Repeat("x", group.MaxGroupIDBytes+1)}
 	resp := r.roundTrip(req).(*kmsg.FindCoordinatorResponse)
-	if len(resp.Coordinators) != 3 || resp.Coordinators[0].ErrorCode != 0 || resp.Coordinators[1].Port != b.advPort ||
-		resp.Coordinators[2].ErrorCode != kerr.InvalidGroupID.Code {
+	if len(resp.Coordinators) != 4 || resp.Coordinators[0].ErrorCode != 0 || resp.Coordinators[1].Port != b.advPort ||
+		resp.Coordinators[2].ErrorCode != kerr.InvalidGroupID.Code || resp.Coordinators[3].ErrorCode != kerr.InvalidGroupID.Code {
 		t.Errorf("v4 batch: %+v", resp.Coordinators)
 	}
 	req.CoordinatorType = 1 // transaction
@@ -116,5 +118,27 @@ func TestFindCoordinator(t *testing.T) {
 	resp = r.roundTrip(req).(*kmsg.FindCoordinatorResponse)
 	if resp.Coordinators[0].ErrorCode != errTransactionsUnsupported {
 		t.Errorf("transaction coordinator: %+v", resp.Coordinators)
+	}
+}
+
+// TestCreateGroupRefusesLongGroupID: creating a group (IncrementalAlterConfigs
+// on a GROUP resource) with an id over group.MaxGroupIDBytes gets
+// INVALID_GROUP_ID; one at the bound is created.
+func TestCreateGroupRefusesLongGroupID(t *testing.T) {
+	b := startBroker(t, nil)
+	r := dialRaw(t, b)
+	long, atBound := strings.Repeat("x", group.MaxGroupIDBytes+1), strings.Repeat("y", group.MaxGroupIDBytes)
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	req.Resources = []kmsg.IncrementalAlterConfigsRequestResource{
+		{ResourceType: configResourceTypeGroup, ResourceName: long},
+		{ResourceType: configResourceTypeGroup, ResourceName: atBound},
+	}
+	resp := r.roundTrip(req).(*kmsg.IncrementalAlterConfigsResponse)
+	if resp.Resources[0].ErrorCode != kerr.InvalidGroupID.Code || resp.Resources[1].ErrorCode != 0 {
+		t.Fatalf("create: %+v", resp.Resources)
+	}
+	list := r.roundTrip(kmsg.NewPtrListGroupsRequest()).(*kmsg.ListGroupsResponse)
+	if len(list.Groups) != 1 || list.Groups[0].Group != atBound {
+		t.Fatalf("groups after create: %+v", list.Groups)
 	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -15,7 +16,7 @@ import (
 // only its own connection's later responses, as in Kafka; the reader keeps
 // reading up to maxInFlight requests.
 func (b *Broker) groupRequest(ctx context.Context, h *header, req kmsg.Request) reply {
-	ch := b.groups.Submit(group.Client{ID: h.clientID, Host: clientHost(ctx)}, req)
+	ch := b.groups.Submit(ctx, group.Client{ID: h.clientID, Host: clientHost(ctx)}, req)
 	return deferred(func(ctx context.Context) kmsg.Response {
 		select {
 		case resp := <-ch:
@@ -24,6 +25,15 @@ func (b *Broker) groupRequest(ctx context.Context, h *header, req kmsg.Request) 
 			return nil // the connection or the broker is closing
 		}
 	})
+}
+
+// invalidGroupIDMessage says why a group id is refused, for the APIs whose
+// responses carry a message.
+func invalidGroupIDMessage(id string) string {
+	if id == "" {
+		return "weir: empty group id"
+	}
+	return fmt.Sprintf("weir: group id of %d bytes; at most %d", len(id), group.MaxGroupIDBytes)
 }
 
 type remoteKey struct{}

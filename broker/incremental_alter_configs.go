@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weirhq/weir/group"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -19,7 +20,7 @@ import (
 // On a GROUP resource (type 32, as Kafka 4 group configs) it creates the
 // group, durably, if it does not exist: that is `weir group create`, and
 // what RequireGroupCreate asks for. No group config keys are supported.
-func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
+func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *header, req *kmsg.IncrementalAlterConfigsRequest) reply {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	created := map[int]<-chan error{} // resource index -> group creation
 	for _, rr := range req.Resources {
@@ -35,7 +36,7 @@ func (b *Broker) handleIncrementalAlterConfigs(_ context.Context, _ *header, req
 		case configResourceTypeGroup:
 			sr.ErrorCode, sr.ErrorMessage = checkGroupCreate(rr.ResourceName, len(rr.Configs))
 			if sr.ErrorCode == 0 && !req.ValidateOnly {
-				created[len(resp.Resources)] = b.groups.SubmitCreate(rr.ResourceName)
+				created[len(resp.Resources)] = b.groups.SubmitCreate(ctx, rr.ResourceName)
 			}
 			resp.Resources = append(resp.Resources, sr)
 			continue
@@ -71,8 +72,8 @@ const configResourceTypeGroup kmsg.ConfigResourceType = 32
 // resource: a name, and no config keys (none are supported).
 func checkGroupCreate(name string, configs int) (int16, *string) {
 	switch {
-	case name == "":
-		return kerr.InvalidGroupID.Code, ptr("weir: empty group id")
+	case !group.ValidGroupID(name):
+		return kerr.InvalidGroupID.Code, ptr(invalidGroupIDMessage(name))
 	case configs > 0:
 		return kerr.InvalidConfig.Code, ptr("weir: group configs are not supported; altering a GROUP resource only creates the group")
 	}

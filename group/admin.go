@@ -9,16 +9,22 @@ import (
 
 // describe is Kafka's DescribeGroups: member metadata and assignments are
 // shown only for a Stable group; an unknown group is reported Dead with no
-// error.
+// error. A group named more than once is described once, so that a small
+// request cannot ask for a large group's metadata many times over.
 func (c *RawCoordinator) describe(r *kmsg.DescribeGroupsRequest, done func(kmsg.Response)) {
 	resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	seen := make(map[string]struct{}, len(r.Groups))
 	for _, name := range r.Groups {
+		if _, ok := seen[name]; ok {
+			continue
+		}
+		seen[name] = struct{}{}
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = name
 		dg.AuthorizedOperations = -2147483648 // not requested / not computed
 		g := c.groups[name]
 		switch {
-		case name == "":
+		case !ValidGroupID(name):
 			dg.ErrorCode = kerr.InvalidGroupID.Code
 		case g == nil:
 			dg.State = Dead.String()
@@ -91,7 +97,7 @@ func (c *RawCoordinator) deleteGroups(r *kmsg.DeleteGroupsRequest, done func(kms
 		dg.Group = name
 		g := c.groups[name]
 		switch {
-		case name == "":
+		case !ValidGroupID(name):
 			dg.ErrorCode = kerr.InvalidGroupID.Code
 		case g == nil || g.state == Dead:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code

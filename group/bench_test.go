@@ -1,6 +1,7 @@
 package group
 
 import (
+	"context"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -19,7 +20,7 @@ func BenchmarkOffsetCommit(b *testing.B) {
 	b.SetParallelism(16) // 32 committers on 2 cores
 	b.RunParallel(func(pb *testing.PB) {
 		for i := int64(0); pb.Next(); i++ {
-			resp := (<-c.Submit(Client{}, commitReq("bench", "", -1, "t", int32(i%8), i))).(*kmsg.OffsetCommitResponse)
+			resp := (<-c.Submit(context.Background(), Client{}, commitReq("bench", "", -1, "t", int32(i%8), i))).(*kmsg.OffsetCommitResponse)
 			if resp.Topics[0].Partitions[0].ErrorCode != 0 {
 				b.Error("commit failed")
 				return

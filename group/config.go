@@ -13,8 +13,11 @@ package group
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Errors of the group package.
@@ -23,6 +26,10 @@ var (
 	ErrInvalidConfig = errors.New("weir: group: invalid config")
 	// ErrClosed is returned by a closed Coordinator or Store.
 	ErrClosed = errors.New("weir: group: coordinator closed")
+	// ErrUnstorableRecord is returned by AppendRecord (and so by Store.Append
+	// and Store.Rewrite, which then write nothing) for a record whose frame
+	// could not be decoded again.
+	ErrUnstorableRecord = errors.New("weir: group: record cannot be stored")
 	// ErrCorruptRecord is returned by DecodeRecord for bytes that are not a
 	// record.
 	ErrCorruptRecord = errors.New("weir: group: corrupt record")
@@ -77,6 +84,37 @@ const (
 	// DefaultMaxOffsetMetadataBytes is Kafka's offset.metadata.max.bytes.
 	DefaultMaxOffsetMetadataBytes = 4096
 )
+
+// Bounds on the names the coordinator stores. Kafka has no explicit limit
+// on a group id (only the int16 length of its own offsets topic key); weir
+// needs one, because every stored record names its group and topic. A
+// group id over MaxGroupIDBytes gets INVALID_GROUP_ID from every group
+// API, as an empty one does.
+const (
+	// MaxGroupIDBytes bounds a group id.
+	MaxGroupIDBytes = 255
+	// MaxTopicNameBytes is Kafka's bound on a topic name: a commit for a
+	// longer one gets UNKNOWN_TOPIC_OR_PARTITION.
+	MaxTopicNameBytes = 249
+	// MaxProtocolTypeBytes bounds a JoinGroup's protocol type ("consumer",
+	// "connect"): a longer one gets INVALID_REQUEST.
+	MaxProtocolTypeBytes = 255
+	// MaxOffsetMetadataLimit is the largest MaxOffsetMetadataBytes may be:
+	// the longest string a stored record can hold.
+	MaxOffsetMetadataLimit = maxStringBytes
+)
+
+// ValidGroupID reports whether id is a group id the coordinator accepts:
+// not empty, and at most MaxGroupIDBytes.
+func ValidGroupID(id string) bool { return id != "" && len(id) <= MaxGroupIDBytes }
+
+// groupIDError is the error code of every group API for a bad group id.
+func groupIDError(id string) int16 {
+	if ValidGroupID(id) {
+		return 0
+	}
+	return kerr.InvalidGroupID.Code
+}
 
 // Config configures a RawCoordinator. The zero value of every field means
 // its default.
@@ -135,6 +173,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"MaxMetadataBytes", "must be >= 0"}
 	case c.MaxOffsetMetadataBytes < 0:
 		return &ConfigError{"MaxOffsetMetadataBytes", "must be >= 0"}
+	case c.MaxOffsetMetadataBytes > MaxOffsetMetadataLimit:
+		return &ConfigError{"MaxOffsetMetadataBytes", fmt.Sprintf("must be at most %d", MaxOffsetMetadataLimit)}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -32,12 +33,11 @@ type Coordinator struct {
 }
 
 type request struct {
-	client     Client
-	req        kmsg.Request
-	done       func(kmsg.Response)
-	create     string
-	createDone func(error)
-	query      func(*RawCoordinator) // runs in the driver goroutine
+	client Client
+	req    kmsg.Request
+	done   func(kmsg.Response)
+	op     func(now time.Time, raw *RawCoordinator) // CreateGroup, DeleteTopics
+	query  func(*RawCoordinator)                    // runs in the driver goroutine
 }
 
 // maxBatch bounds the requests handled between two fsyncs.
@@ -53,7 +53,7 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 	if err != nil {
 		return nil, err
 	}
-	store, recs, err := OpenStore(fsys, dataDir)
+	store, recs, err := OpenStore(fsys, dataDir, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func encodedSize(recs []Record) int64 {
 	var n int64
 	var buf []byte
 	for _, r := range recs {
-		buf = AppendRecord(buf[:0], r)
+		buf, _ = AppendRecord(buf[:0], r) // an unstorable record counts 0
 		n += int64(len(buf))
 	}
 	return n
@@ -96,9 +96,13 @@ func encodedSize(recs []Record) int64 {
 
 // Submit hands a group request to the coordinator. The returned channel
 // receives the response once (later for JoinGroup and SyncGroup, which
-// wait for the rest of the group); it never receives if the coordinator
-// closes first.
-func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
+// wait for the rest of the group). Submit waits for room in the
+// coordinator's queue, but not past ctx: if ctx is done first, or the
+// coordinator is closed, the request is not handled and the channel never
+// receives, so the caller waits for it with the same ctx. A stalled
+// coordinator (a disk that does not answer an fsync) thus cannot hold a
+// connection's reader past the connection's or the broker's closing.
+func (c *Coordinator) Submit(ctx context.Context, cl Client, req kmsg.Request) <-chan kmsg.Response {
 	ch := make(chan kmsg.Response, 1)
 	r := request{client: cl, req: req, done: func(resp kmsg.Response) {
 		select {
@@ -109,25 +113,49 @@ func (c *Coordinator) Submit(cl Client, req kmsg.Request) <-chan kmsg.Response {
 	select {
 	case c.reqs <- r:
 	case <-c.done:
+	case <-ctx.Done():
 	}
 	return ch
 }
 
 // SubmitCreate hands CreateGroup for name to the coordinator: the group is
 // created (durably) if it does not exist. The returned channel receives
-// the outcome once, or nothing if the coordinator closes first.
-func (c *Coordinator) SubmitCreate(name string) <-chan error {
+// the outcome once: ErrClosed or ctx's error if the request was not taken
+// (the coordinator is closed, or ctx was done while its queue was full),
+// nothing if the coordinator closes after taking it.
+func (c *Coordinator) SubmitCreate(ctx context.Context, name string) <-chan error {
+	return c.submitOp(ctx, func(now time.Time, raw *RawCoordinator, done func(error)) {
+		raw.CreateGroup(now, name, done)
+	})
+}
+
+// SubmitDeleteTopics hands RawCoordinator.DeleteTopics to the coordinator:
+// every group's offsets of topics are deleted (durably). The returned
+// channel receives the outcome once, as SubmitCreate's.
+func (c *Coordinator) SubmitDeleteTopics(ctx context.Context, topics []string) <-chan error {
+	topics = append([]string(nil), topics...)
+	return c.submitOp(ctx, func(_ time.Time, raw *RawCoordinator, done func(error)) {
+		raw.DeleteTopics(topics, done)
+	})
+}
+
+// submitOp hands op to the driver goroutine; the returned channel gets
+// the error op reports (through Ready, after its records are on disk).
+func (c *Coordinator) submitOp(ctx context.Context, op func(now time.Time, raw *RawCoordinator, done func(error))) <-chan error {
 	ch := make(chan error, 1)
-	r := request{create: name, createDone: func(err error) {
+	done := func(err error) {
 		select {
 		case ch <- err:
 		default:
 		}
-	}}
+	}
+	r := request{op: func(now time.Time, raw *RawCoordinator) { op(now, raw, done) }}
 	select {
 	case c.reqs <- r:
 	case <-c.done:
 		ch <- ErrClosed
+	case <-ctx.Done():
+		ch <- ctx.Err()
 	}
 	return ch
 }
@@ -135,7 +163,7 @@ func (c *Coordinator) SubmitCreate(name string) <-chan error {
 // CreateGroup creates name (durably) if it does not exist, and waits.
 func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
-	case err := <-c.SubmitCreate(name):
+	case err := <-c.SubmitCreate(ctx, name):
 		return err
 	case <-c.done:
 		return ErrClosed
@@ -234,8 +262,8 @@ func (c *Coordinator) apply(r request) {
 		return
 	}
 	now := c.now()
-	if r.createDone != nil {
-		c.raw.CreateGroup(now, r.create, r.createDone)
+	if r.op != nil {
+		r.op(now, c.raw)
 		return
 	}
 	c.raw.Handle(now, r.client, r.req, r.done)
@@ -249,7 +277,13 @@ func (c *Coordinator) flush() {
 		return
 	}
 	err := c.store.Append(rd.Records)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnstorableRecord):
+		// A bug: the coordinator bounds what it accepts so that every
+		// record can be stored. Nothing was written; the batch's commits
+		// are refused, and later batches are not affected.
+		c.logger.Error("weir: group coordinator produced a record it cannot store; the batch is refused", "err", err)
+	case err != nil:
 		c.logger.Error("weir: group store write failed; commits are refused", "err", err)
 	}
 	Deliver(rd, err)

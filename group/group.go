@@ -250,13 +250,14 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 		rebalance = session
 	}
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		fail(kerr.InvalidGroupID.Code)
 		return
 	case session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout:
 		fail(kerr.InvalidSessionTimeout.Code)
 		return
-	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes:
+	case len(r.Protocols) > maxProtocols, metadataBytes(r.Protocols) > c.cfg.MaxMetadataBytes,
+		len(r.ProtocolType) > MaxProtocolTypeBytes:
 		// Kafka has no specific code for this; INVALID_REQUEST is fatal
 		// in clients, which is right for metadata that can never fit.
 		fail(kerr.InvalidRequest.Code)
@@ -595,22 +596,28 @@ func (c *RawCoordinator) tryCompleteJoin(now time.Time, g *Group) {
 	c.completeJoin(now, g)
 }
 
-// completeJoin is Kafka's onCompleteJoin: members that did not rejoin are
-// removed, the next generation starts, and every waiting JoinGroup is
-// answered.
+// completeJoin is Kafka's onCompleteJoin: dynamic members that did not
+// rejoin are removed, the next generation starts, and every waiting
+// JoinGroup is answered. A static member that did not rejoin (an instance
+// restarting) keeps its place: the leader assigns it partitions, and it
+// takes them back when it joins again with its group.instance.id; if it
+// does not come back, its session timeout removes it (counted from its
+// last heartbeat; it is not a pending SyncGroup, whose shorter timeout is
+// for members that joined and then went quiet).
 func (c *RawCoordinator) completeJoin(now time.Time, g *Group) {
 	g.initialDelay = false
 	g.joinDeadline = time.Time{}
 	for _, m := range g.sortedMembers() {
-		if m.join == nil {
+		if m.join == nil && m.instanceID == nil {
 			c.removeMember(g, m)
 		}
 	}
-	if _, ok := g.members[g.leader]; !ok {
-		g.leader = ""
-		if ms := g.sortedMembers(); len(ms) > 0 {
-			g.leader = ms[0].id
-		}
+	if !c.electJoinedLeader(g) {
+		// Only static members that did not rejoin are left: wait another
+		// rebalance timeout for them (Kafka does the same); their session
+		// timeouts remove those that do not come back.
+		g.joinDeadline = now.Add(g.rebalanceTimeout())
+		return
 	}
 	g.generation++
 	if len(g.members) == 0 {
@@ -623,6 +630,9 @@ func (c *RawCoordinator) completeJoin(now time.Time, g *Group) {
 	g.transition(now, CompletingRebalance)
 	c.persistGroup(g)
 	for _, m := range g.sortedMembers() {
+		if m.join == nil {
+			continue // a static member away
+		}
 		c.reply(m.join.done, c.joinResult(g, m, m.join.version))
 		m.join = nil
 		m.isNew = false
@@ -630,6 +640,26 @@ func (c *RawCoordinator) completeJoin(now time.Time, g *Group) {
 		g.pendingSync[m.id] = struct{}{}
 	}
 	g.syncDeadline = now.Add(g.rebalanceTimeout())
+}
+
+// electJoinedLeader is Kafka's maybeElectNewJoinedLeader: the leader must
+// be a member that rejoined (it assigns the partitions). It reports false
+// when members remain but none of them rejoined.
+func (c *RawCoordinator) electJoinedLeader(g *Group) bool {
+	if len(g.members) == 0 {
+		g.leader = ""
+		return true
+	}
+	if l := g.members[g.leader]; l != nil && l.join != nil {
+		return true
+	}
+	for _, m := range g.sortedMembers() {
+		if m.join != nil {
+			g.leader = m.id
+			return true
+		}
+	}
+	return false
 }
 
 // removeMember takes m out of g, answering its waiting requests.

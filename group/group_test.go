@@ -2,6 +2,8 @@ package group
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -555,4 +557,241 @@ func TestTimersStayBounded(t *testing.T) {
 		t.Fatalf("%d timers held for one group", n)
 	}
 	wantCode(t, "heartbeat", h.send(heartbeatReq("g", ids[0], gen)), nil)
+}
+
+// TestGroupIDBound: every group API refuses a group id over
+// MaxGroupIDBytes with INVALID_GROUP_ID and stores nothing for it, so that
+// no record can name a group the store cannot hold; an id at the bound
+// works.
+func TestGroupIDBound(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, long := range []string{strings.Repeat("x", MaxGroupIDBytes+1), strings.Repeat("x", 40_000)} {
+		before := len(h.records)
+		invalid := kerr.InvalidGroupID
+		wantCode(t, "join", h.send(joinReq(long, "", nil)), invalid)
+		wantCode(t, "sync", h.send(syncReq(long, "m", 1, nil)), invalid)
+		wantCode(t, "heartbeat", h.send(heartbeatReq(long, "m", 1)), invalid)
+		lv := kmsg.NewPtrLeaveGroupRequest()
+		lv.Version = 3
+		lv.Group = long
+		lv.Members = []kmsg.LeaveGroupRequestMember{{MemberID: "m"}}
+		if r := h.send(lv).resp.(*kmsg.LeaveGroupResponse); r.ErrorCode != invalid.Code {
+			t.Errorf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		wantCode(t, "memberless commit", h.send(commitReq(long, "", -1, "t", 0, 1)), invalid)
+		for _, v := range []int16{1, 7} {
+			f := kmsg.NewPtrOffsetFetchRequest()
+			f.Version, f.Group = v, long
+			f.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+			r := h.send(f).resp.(*kmsg.OffsetFetchResponse)
+			if r.ErrorCode != invalid.Code && (v >= 2 || r.Topics[0].Partitions[0].ErrorCode != invalid.Code) {
+				t.Errorf("offset fetch v%d: %+v", v, r)
+			}
+		}
+		f := kmsg.NewPtrOffsetFetchRequest()
+		f.Version = 8
+		f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: long}, {Group: "ok"}}
+		if r := h.send(f).resp.(*kmsg.OffsetFetchResponse); r.Groups[0].ErrorCode != invalid.Code || r.Groups[1].ErrorCode != 0 {
+			t.Errorf("offset fetch v8: %+v", r.Groups)
+		}
+		d := kmsg.NewPtrDescribeGroupsRequest()
+		d.Groups = []string{long}
+		if r := h.send(d).resp.(*kmsg.DescribeGroupsResponse); r.Groups[0].ErrorCode != invalid.Code {
+			t.Errorf("describe: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+		}
+		del := kmsg.NewPtrDeleteGroupsRequest()
+		del.Groups = []string{long}
+		if r := h.send(del).resp.(*kmsg.DeleteGroupsResponse); r.Groups[0].ErrorCode != invalid.Code {
+			t.Errorf("delete groups: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+		}
+		od := kmsg.NewPtrOffsetDeleteRequest()
+		od.Group = long
+		od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+		if r := h.send(od).resp.(*kmsg.OffsetDeleteResponse); r.ErrorCode != invalid.Code {
+			t.Errorf("offset delete: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		var createErr error
+		h.c.CreateGroup(h.now, long, func(err error) { createErr = err })
+		h.flush()
+		if createErr != invalid {
+			t.Errorf("create: %v", createErr)
+		}
+		if h.c.NumGroups() != 0 || len(h.records) != before {
+			t.Fatalf("a refused group id left %d groups and %d records", h.c.NumGroups(), len(h.records)-before)
+		}
+	}
+	atBound := strings.Repeat("y", MaxGroupIDBytes)
+	wantCode(t, "commit by a group id at the bound", h.send(commitReq(atBound, "", -1, "t", 0, 7)), nil)
+	if got := h.committed(atBound, "t", 0); got != 7 {
+		t.Fatalf("offset of a group id at the bound: %d", got)
+	}
+}
+
+// TestStoredStringsAreBounded: the other strings a record holds are
+// bounded too, even without a PartitionExists check, and the offset
+// metadata bound cannot be configured past what a record holds.
+func TestStoredStringsAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PartitionExists = nil })
+	wantCode(t, "commit to a topic name over 249 bytes",
+		h.send(commitReq("g", "", -1, strings.Repeat("t", MaxTopicNameBytes+1), 0, 1)), kerr.UnknownTopicOrPartition)
+	jr := joinReq("g", "", nil)
+	jr.ProtocolType = strings.Repeat("p", 40_000)
+	wantCode(t, "join with a 40,000-byte protocol type", h.send(jr), kerr.InvalidRequest)
+	if _, err := NewRawCoordinator(Config{MaxOffsetMetadataBytes: MaxOffsetMetadataLimit + 1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("MaxOffsetMetadataBytes past the limit: %v", err)
+	}
+}
+
+// TestStaticMemberKeptThroughJoinPhase: Kafka's onCompleteJoin removes only
+// dynamic members that did not rejoin. Static members a and b are Stable,
+// b (the leader) restarts, and a triggers a rebalance meanwhile: when the
+// join phase ends b is still a member (a leads and assigns it partitions),
+// and it either comes back to its assignment without another rebalance, or
+// is removed once its session times out, not before.
+func TestStaticMemberKeptThroughJoinPhase(t *testing.T) {
+	const session, rebalance = 120 * time.Second, 30 * time.Second
+	join := func(h *harness, member, instance string, protos ...string) *call {
+		r := joinReq("g", member, strPtr(instance))
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = int32(session/time.Millisecond), int32(rebalance/time.Millisecond)
+		if len(protos) > 0 {
+			r.Protocols = protocols(protos...)
+		}
+		return h.send(r)
+	}
+	sync := func(h *harness, member, instance string, gen int32, assign map[string]string) *call {
+		r := syncReq("g", member, gen, assign)
+		r.InstanceID = strPtr(instance)
+		return h.send(r)
+	}
+	// setup returns a harness at the end of the join phase a triggered
+	// while b was away, with a's join answered, and the ids of a and b.
+	setup := func(t *testing.T) (h *harness, a, b string, gen int32, bLastHeartbeat time.Time) {
+		h = newHarness(t, nil)
+		jb, ja := join(h, "", "b"), join(h, "", "a")
+		h.advance(time.Second)
+		rb, ra := joinResp(t, jb), joinResp(t, ja)
+		a, b, gen = ra.MemberID, rb.MemberID, rb.Generation
+		if rb.LeaderID != b {
+			t.Fatalf("leader %s, want b (%s), the first to join", rb.LeaderID, b)
+		}
+		sa := sync(h, a, "a", gen, nil)
+		wantCode(t, "b's sync", sync(h, b, "b", gen, map[string]string{a: "A", b: "B"}), nil)
+		wantCode(t, "a's sync", sa, nil)
+		bLastHeartbeat = h.now
+
+		// b restarts and is silent; a changes its subscription.
+		ja = join(h, a, "a", "range", "roundrobin")
+		if h.state("g") != PreparingRebalance {
+			t.Fatalf("state %v after a's new subscription", h.state("g"))
+		}
+		h.advance(rebalance + time.Second)
+		ra = joinResp(t, ja)
+		if ra.ErrorCode != 0 || ra.Generation != gen+1 {
+			t.Fatalf("a's join at the end of the join phase: %v, generation %d", kerr.ErrorForCode(ra.ErrorCode), ra.Generation)
+		}
+		if ra.LeaderID != a || len(ra.Members) != 2 {
+			t.Fatalf("leader %s with %d members; want a (%s), who rejoined, assigning both", ra.LeaderID, len(ra.Members), a)
+		}
+		if _, ok := h.c.groups["g"].members[b]; !ok {
+			t.Fatalf("static member b was removed at the end of the join phase")
+		}
+		wantCode(t, "a's sync as the new leader", sync(h, a, "a", ra.Generation, map[string]string{a: "A2", b: "B2"}), nil)
+		if h.state("g") != Stable {
+			t.Fatalf("state %v after the leader's sync", h.state("g"))
+		}
+		return h, a, b, ra.Generation, bLastHeartbeat
+	}
+
+	t.Run("comes back", func(t *testing.T) {
+		h, _, _, gen, _ := setup(t)
+		jb := join(h, "", "b")
+		rb := joinResp(t, jb)
+		if rb.ErrorCode != 0 || rb.Generation != gen || h.state("g") != Stable {
+			t.Fatalf("b's rejoin: %v, generation %d, state %v; want its place back without a rebalance",
+				kerr.ErrorForCode(rb.ErrorCode), rb.Generation, h.state("g"))
+		}
+		sc := sync(h, rb.MemberID, "b", gen, nil)
+		wantCode(t, "b's sync", sc, nil)
+		if got := string(sc.resp.(*kmsg.SyncGroupResponse).MemberAssignment); got != "B2" {
+			t.Fatalf("b's assignment %q, want the one a gave it, B2", got)
+		}
+	})
+
+	t.Run("never comes back", func(t *testing.T) {
+		h, a, b, gen, bLast := setup(t)
+		heartbeatA := func() {
+			hb := heartbeatReq("g", a, gen)
+			hb.InstanceID = strPtr("a")
+			h.send(hb)
+		}
+		h.advance(bLast.Add(session - time.Second).Sub(h.now))
+		heartbeatA()
+		if _, ok := h.c.groups["g"].members[b]; !ok || h.state("g") != Stable {
+			t.Fatalf("b removed (or the group rebalanced: %v) before its session timed out", h.state("g"))
+		}
+		h.advance(2 * time.Second)
+		if _, ok := h.c.groups["g"].members[b]; ok {
+			t.Fatalf("b is still a member after its session timed out")
+		}
+		if h.state("g") != PreparingRebalance {
+			t.Fatalf("state %v after b's session timed out, want a rebalance", h.state("g"))
+		}
+	})
+}
+
+// TestDescribeGroupsOnceEach: a group named many times in one
+// DescribeGroups is described once.
+func TestDescribeGroupsOnceEach(t *testing.T) {
+	h := newHarness(t, nil)
+	h.stableGroup("g", 2)
+	d := kmsg.NewPtrDescribeGroupsRequest()
+	d.Version = 5
+	d.Groups = []string{"g", "other", "g", "g", "other"}
+	r := h.send(d).resp.(*kmsg.DescribeGroupsResponse)
+	if len(r.Groups) != 2 || r.Groups[0].Group != "g" || len(r.Groups[0].Members) != 2 || r.Groups[1].Group != "other" {
+		t.Fatalf("describe of g, other, g, g, other: %d groups %+v", len(r.Groups), r.Groups)
+	}
+}
+
+// TestJoinPhaseWithOnlyAbsentStaticMembers: a rebalance that no member
+// rejoins (a new member came and left again while static a and b were
+// away) does not start a generation with nobody to assign: the join phase
+// waits another rebalance timeout, and the members' session timeouts
+// end it.
+func TestJoinPhaseWithOnlyAbsentStaticMembers(t *testing.T) {
+	const session, rebalance = 60 * time.Second, 20 * time.Second
+	h := newHarness(t, nil)
+	join := func(instance string) *call {
+		r := joinReq("g", "", strPtr(instance))
+		r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = int32(session/time.Millisecond), int32(rebalance/time.Millisecond)
+		return h.send(r)
+	}
+	ja, jb := join("a"), join("b")
+	h.advance(time.Second)
+	ra, rb := joinResp(t, ja), joinResp(t, jb)
+	gen := ra.Generation
+	sa := syncReq("g", ra.MemberID, gen, map[string]string{ra.MemberID: "A", rb.MemberID: "B"})
+	sa.InstanceID = strPtr("a")
+	sb := syncReq("g", rb.MemberID, gen, nil)
+	sb.InstanceID = strPtr("b")
+	cb := h.send(sb) // answered with the leader's
+	wantCode(t, "a's sync", h.send(sa), nil)
+	wantCode(t, "b's sync", cb, nil)
+	sessionsEnd := h.now.Add(session)
+
+	// Both instances go away; a dynamic member comes and goes.
+	id, jc := h.joinNew("g")
+	lv := kmsg.NewPtrLeaveGroupRequest()
+	lv.Group, lv.MemberID = "g", id
+	wantCode(t, "c's leave", h.send(lv), nil)
+	wantCode(t, "c's join", jc, kerr.UnknownMemberID)
+	h.advance(30*time.Second + time.Second) // c's rebalance timeout set the join phase's end
+	if g := h.c.groups["g"]; g.state != PreparingRebalance || g.generation != gen || len(g.members) != 2 {
+		t.Fatalf("after a join phase nobody rejoined: %v, generation %d (was %d), %d members; want the join phase to go on",
+			g.state, g.generation, gen, len(g.members))
+	}
+	h.advance(sessionsEnd.Sub(h.now) + time.Second)
+	if g := h.c.groups["g"]; g.state != Empty || len(g.members) != 0 {
+		t.Fatalf("after the sessions timed out: %v with %d members, want Empty", g.state, len(g.members))
+	}
 }

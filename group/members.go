@@ -20,7 +20,7 @@ func (c *RawCoordinator) sync(now time.Time, r *kmsg.SyncGroupRequest, done func
 	fail := func(code int16) { c.reply(done, syncResponse(r.Version, code)) }
 	g := c.groups[r.Group]
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		fail(kerr.InvalidGroupID.Code)
 		return
 	case g != nil && c.cfg.RequireCreate && !g.created, g == nil && c.cfg.RequireCreate:
@@ -114,7 +114,7 @@ func (c *RawCoordinator) heartbeat(now time.Time, r *kmsg.HeartbeatRequest, done
 	}
 	g := c.groups[r.Group]
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		answer(kerr.InvalidGroupID.Code)
 		return
 	case g == nil:
@@ -158,7 +158,7 @@ func (c *RawCoordinator) leave(now time.Time, r *kmsg.LeaveGroupRequest, done fu
 	}
 	g := c.groups[r.Group]
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 	case g == nil:
 		resp.ErrorCode = kerr.UnknownMemberID.Code

@@ -48,7 +48,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 	if r.Version == 0 {
 		gen, member = -1, ""
 	}
-	if r.Group == "" {
+	if !ValidGroupID(r.Group) {
 		all(kerr.InvalidGroupID.Code)
 		return
 	}
@@ -97,7 +97,8 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 				meta = *p.Metadata
 			}
 			switch {
-			case c.cfg.PartitionExists != nil && !c.cfg.PartitionExists(t.Topic, p.Partition):
+			case len(t.Topic) > MaxTopicNameBytes,
+				c.cfg.PartitionExists != nil && !c.cfg.PartitionExists(t.Topic, p.Partition):
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case len(meta) > c.cfg.MaxOffsetMetadataBytes:
 				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
@@ -106,6 +107,10 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 				if r.Version < 6 {
 					epoch = -1
 				}
+				// Memory is updated before the record is written; if the
+				// write fails, the commit is refused but stays in memory
+				// until a restart (docs/GROUPS.md explains why that is
+				// harmless).
 				o := Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now}
 				g.offsets[topicPartition{t.Topic, p.Partition}] = o
 				c.persist(offsetRecord(g.name, t.Topic, p.Partition, o))
@@ -214,8 +219,8 @@ type fetchedTopic struct {
 
 // fetchGroup looks up offsets of one group; topics nil means all.
 func (c *RawCoordinator) fetchGroup(name string, topics []fetchTopic) (int16, []fetchedTopic) {
-	if name == "" {
-		return kerr.InvalidGroupID.Code, nil
+	if code := groupIDError(name); code != 0 {
+		return code, nil
 	}
 	g := c.groups[name]
 	var out []fetchedTopic
@@ -262,7 +267,7 @@ func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest
 	resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	g := c.groups[r.Group]
 	switch {
-	case r.Group == "":
+	case !ValidGroupID(r.Group):
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 	case g == nil || g.state == Dead:
 		resp.ErrorCode = kerr.GroupIDNotFound.Code

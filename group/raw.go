@@ -101,7 +101,7 @@ func (c *RawCoordinator) Handle(now time.Time, cl Client, req kmsg.Request, done
 // `weir group create` does. Creating an existing group marks it created
 // and is not an error.
 func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error)) {
-	if name == "" {
+	if !ValidGroupID(name) {
 		done(kerr.InvalidGroupID)
 		return
 	}
@@ -117,12 +117,39 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 		g.created = true
 		c.persistGroup(g)
 	}
-	c.reply(func(r kmsg.Response) { done(r.(*createResult).err) }, &createResult{})
+	c.replyDurable(done)
 }
 
-// createResult carries CreateGroup's outcome through Ready, so that a
-// failed fsync fails the create too. It is never encoded.
-type createResult struct {
+// DeleteTopics deletes every group's committed offsets of topics, durably,
+// as Kafka does when topics are deleted: a topic created again under the
+// same name starts with no committed offsets. done gets the outcome once
+// the deletions are on disk.
+func (c *RawCoordinator) DeleteTopics(topics []string, done func(error)) {
+	gone := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		gone[t] = true
+	}
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		for _, tp := range g.sortedOffsets() {
+			if gone[tp.topic] {
+				delete(g.offsets, tp)
+				c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+			}
+		}
+	}
+	c.replyDurable(done)
+}
+
+// replyDurable delivers nil to done once the records of this step are on
+// disk, or the store's error if they could not be written.
+func (c *RawCoordinator) replyDurable(done func(error)) {
+	c.reply(func(r kmsg.Response) { done(r.(*durableResult).err) }, &durableResult{})
+}
+
+// durableResult carries the outcome of CreateGroup or DeleteTopics through
+// Ready, so that a failed fsync fails them too. It is never encoded.
+type durableResult struct {
 	kmsg.Response // nil: only Deliver and CreateGroup's callback see it
 	err           error
 }
@@ -186,7 +213,7 @@ func failDurable(resp kmsg.Response) {
 		if r.ErrorCode == 0 {
 			r.ErrorCode = code
 		}
-	case *createResult:
+	case *durableResult:
 		r.err = kerr.CoordinatorNotAvailable
 	}
 }

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/weirhq/weir/storage"
@@ -56,8 +60,24 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// AppendRecord appends r's frame to dst.
-func AppendRecord(dst []byte, r Record) []byte {
+// maxStringBytes is the longest string a record can hold: strings are
+// encoded with an int16 length, as in Kafka's protocol.
+const maxStringBytes = math.MaxInt16
+
+// AppendRecord appends r's frame to dst. It refuses, with an error wrapping
+// ErrUnstorableRecord and dst unchanged, a record whose frame could not be
+// decoded again: a string over 32767 bytes or a payload over 1 MiB. The
+// coordinator bounds what it accepts so that this never happens; the check
+// is the last line of defence for the file, whose recovery would otherwise
+// stop at such a frame.
+func AppendRecord(dst []byte, r Record) ([]byte, error) {
+	for _, f := range [...]struct {
+		name, v string
+	}{{"group id", r.Group}, {"protocol type", r.ProtocolType}, {"topic", r.Topic}, {"metadata", r.Metadata}} {
+		if len(f.v) > maxStringBytes {
+			return dst, fmt.Errorf("%w: %d-byte %s (at most %d)", ErrUnstorableRecord, len(f.v), f.name, maxStringBytes)
+		}
+	}
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeader)...)
 	dst = append(dst, recordVersion, byte(r.Kind))
@@ -68,6 +88,7 @@ func AppendRecord(dst []byte, r Record) []byte {
 		dst = kbin.AppendString(dst, r.ProtocolType)
 		dst = kbin.AppendBool(dst, r.Created)
 		dst = kbin.AppendInt64(dst, r.EmptySince)
+	case RecordGroupDeleted:
 	case RecordOffset:
 		dst = kbin.AppendString(dst, r.Topic)
 		dst = kbin.AppendInt32(dst, r.Partition)
@@ -78,11 +99,16 @@ func AppendRecord(dst []byte, r Record) []byte {
 	case RecordOffsetDeleted:
 		dst = kbin.AppendString(dst, r.Topic)
 		dst = kbin.AppendInt32(dst, r.Partition)
+	default:
+		return dst[:start], fmt.Errorf("%w: unknown kind %d", ErrUnstorableRecord, r.Kind)
 	}
 	payload := dst[start+frameHeader:]
+	if len(payload) > maxPayload {
+		return dst[:start], fmt.Errorf("%w: %d-byte payload (at most %d)", ErrUnstorableRecord, len(payload), maxPayload)
+	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(payload)))
 	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, crcTable))
-	return dst
+	return dst, nil
 }
 
 // DecodeRecord decodes the frame at the start of b and returns the record
@@ -146,23 +172,75 @@ type Store struct {
 	size int64
 	live int64 // bytes of the records last written by open or Rewrite
 	werr error // sticky write error
+
+	retryRewriteAt int64 // after a failed Rewrite: the size at which NeedsRewrite may report true again
+
+	recovery Recovery
+}
+
+// Recovery is what OpenStore found wrong with the file, and did about it.
+type Recovery struct {
+	// TailBytes were cut off the end of the file: a torn or corrupt frame
+	// with no whole record after it (a write cut short by a crash, never
+	// acknowledged).
+	TailBytes int64
+	// Skipped are bad regions with whole records after them: corruption,
+	// not a torn write. Their records are lost; the records after them
+	// are kept.
+	Skipped []Region
+	// Preserved is the copy of the file as it was found, written before
+	// the file was rewritten without the Skipped regions ("" if none).
+	Preserved string
+}
+
+// Region is a byte range of the file.
+type Region struct {
+	Offset, Bytes int64
 }
 
 // OpenStore opens (creating if needed) the store in dataDir and returns the
-// records it holds, in order.
-func OpenStore(fsys storage.FS, dataDir string) (*Store, []Record, error) {
+// records it holds, in order. logger (nil: none) gets an Error for anything
+// recovery drops.
+//
+// A torn or corrupt frame at the end of the file (nothing decodes after it)
+// is a write that a crash cut short: it was never acknowledged, and it is
+// truncated. A bad frame followed by whole records is corruption: the file
+// as found is copied to groups.log.corrupt-TIME, the bad region is skipped,
+// and the file is rewritten with every record that still decodes. The
+// broker starts, with every record that could be read, and the copy keeps
+// the rest for an operator.
+func OpenStore(fsys storage.FS, dataDir string, logger *slog.Logger) (*Store, []Record, error) {
 	if fsys == nil {
 		fsys = storage.OSFS{}
 	}
 	dir := filepath.Join(dataDir, storeDirName)
+	name := filepath.Join(dir, storeFileName)
+	_, err := fsys.Stat(dir)
+	newDir := errors.Is(err, fs.ErrNotExist)
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("weir: group store: %w", err)
 	}
-	name := filepath.Join(dir, storeFileName)
 	_ = fsys.Remove(name + ".tmp") // a rewrite that did not finish
+	_, err = fsys.Stat(name)
+	newFile := errors.Is(err, fs.ErrNotExist)
 	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("weir: group store: %w", err)
+	}
+	// A new file's name, and a new directory's, must be durable before
+	// anything written to the file is acknowledged: an fsync of the file
+	// does not make its directory entry durable.
+	if newFile {
+		if err := fsys.SyncDir(dir); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("weir: group store: %w", err)
+		}
+	}
+	if newDir {
+		if err := fsys.SyncDir(dataDir); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("weir: group store: %w", err)
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -174,18 +252,37 @@ func OpenStore(fsys storage.FS, dataDir string) (*Store, []Record, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("weir: group store: read: %w", err)
 	}
-	var recs []Record
-	off := 0
-	for off < len(data) {
-		r, n, err := DecodeRecord(data[off:])
-		if err != nil {
-			break // torn or corrupt tail: everything after is dropped
-		}
-		recs = append(recs, r)
-		off += n
+	recs, end, skipped := readRecords(data)
+	s := &Store{fs: fsys, dir: dir, f: f, size: end, live: end}
+	s.recovery = Recovery{TailBytes: int64(len(data)) - end, Skipped: skipped}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	if off < len(data) {
-		if err := f.Truncate(int64(off)); err != nil {
+	if len(skipped) > 0 {
+		var bad int64
+		for _, r := range skipped {
+			bad += r.Bytes
+		}
+		copyName := fmt.Sprintf("%s.corrupt-%d", name, time.Now().UnixNano())
+		if err := writeCopy(fsys, dir, copyName, data); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("weir: group store: corrupt records at offset %d; keeping a copy of the file failed: %w", skipped[0].Offset, err)
+		}
+		s.recovery.Preserved = copyName
+		logger.Error("weir: group store is corrupt: skipped bad records that have good records after them; "+
+			"the records in the bad regions are lost, every other record is kept; the file as found is kept for inspection",
+			"file", name, "skipped_bytes", bad, "regions", len(skipped), "first_offset", skipped[0].Offset,
+			"dropped_tail_bytes", s.recovery.TailBytes, "copy", copyName)
+		if err := s.Rewrite(recs); err != nil {
+			s.Close()
+			return nil, nil, err
+		}
+		return s, recs, nil
+	}
+	if end < int64(len(data)) {
+		logger.Error("weir: group store: dropped a torn or corrupt tail at recovery (a write cut short by a crash is never acknowledged)",
+			"file", name, "dropped_bytes", s.recovery.TailBytes, "offset", end)
+		if err := f.Truncate(end); err != nil {
 			f.Close()
 			return nil, nil, fmt.Errorf("weir: group store: truncate torn tail: %w", err)
 		}
@@ -194,16 +291,81 @@ func OpenStore(fsys storage.FS, dataDir string) (*Store, []Record, error) {
 			return nil, nil, fmt.Errorf("weir: group store: %w", err)
 		}
 	}
-	s := &Store{fs: fsys, dir: dir, f: f, size: int64(off), live: int64(off)}
 	return s, recs, nil
 }
 
-// TruncatedBytes is how the tests see that recovery dropped a tail; it is
-// the file size now.
+// readRecords decodes every record of data. It returns the records, the
+// end of the last one, and the bad regions that have a record after them.
+// After a bad frame it looks for the next whole frame: first where the bad
+// frame's own length says it ends (its header is usually intact), then at
+// every later byte.
+func readRecords(data []byte) ([]Record, int64, []Region) {
+	var recs []Record
+	var skipped []Region
+	off, end := 0, 0
+	for off < len(data) {
+		r, n, err := DecodeRecord(data[off:])
+		if err == nil {
+			recs = append(recs, r)
+			off += n
+			end = off
+			continue
+		}
+		next := nextFrame(data, off)
+		if next < 0 {
+			break // a torn or corrupt tail
+		}
+		skipped = append(skipped, Region{Offset: int64(off), Bytes: int64(next - off)})
+		off = next
+	}
+	return recs, int64(end), skipped
+}
+
+// nextFrame returns the offset of the first whole frame after the bad one
+// at off, or -1.
+func nextFrame(data []byte, off int) int {
+	if len(data)-off >= frameHeader {
+		n := binary.BigEndian.Uint32(data[off:])
+		if n <= maxPayload {
+			if p := off + frameHeader + int(n); p < len(data) {
+				if _, _, err := DecodeRecord(data[p:]); err == nil {
+					return p
+				}
+			}
+		}
+	}
+	for p := off + 1; p+frameHeader <= len(data); p++ {
+		if _, _, err := DecodeRecord(data[p:]); err == nil {
+			return p
+		}
+	}
+	return -1
+}
+
+// writeCopy writes data to a new file name, durably.
+func writeCopy(fsys storage.FS, dir, name string, data []byte) error {
+	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteAt(data, 0)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return err
+	}
+	return fsys.SyncDir(dir)
+}
+
+// Recovery returns what OpenStore found wrong with the file.
+func (s *Store) Recovery() Recovery { return s.recovery }
+
+// Size is the file's size.
 func (s *Store) Size() int64 { return s.size }
 
-// Append writes recs and fsyncs. After a failure every later Append fails
-// with the same error.
+// Append writes recs and fsyncs. After a failed write or fsync every later
+// Append fails with the same error. A record AppendRecord refuses fails the
+// call (ErrUnstorableRecord) with nothing written, and is not sticky.
 func (s *Store) Append(recs []Record) error {
 	if s.werr != nil {
 		return s.werr
@@ -216,7 +378,10 @@ func (s *Store) Append(recs []Record) error {
 	}
 	var buf []byte
 	for _, r := range recs {
-		buf = AppendRecord(buf, r)
+		var err error
+		if buf, err = AppendRecord(buf, r); err != nil {
+			return err // nothing written; not sticky
+		}
 	}
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		s.werr = fmt.Errorf("weir: group store: write: %w", err)
@@ -231,20 +396,34 @@ func (s *Store) Append(recs []Record) error {
 }
 
 // NeedsRewrite reports whether the file has grown well past its live
-// content and should be rewritten with Rewrite.
+// content and should be rewritten with Rewrite. After a failed Rewrite it
+// reports false until the file has grown by half again, so that a rewrite
+// that keeps failing (a full disk) is not retried, at the cost of encoding
+// every group's state, after every batch.
 func (s *Store) NeedsRewrite() bool {
-	return s.werr == nil && s.size > compactMinBytes && s.size > 4*s.live
+	return s.werr == nil && s.size > compactMinBytes && s.size > 4*s.live && s.size >= s.retryRewriteAt
 }
 
 // Rewrite replaces the file with recs (the live state): temporary file,
 // fsync, rename, directory fsync.
 func (s *Store) Rewrite(recs []Record) error {
+	err := s.rewrite(recs)
+	if err != nil && s.werr == nil {
+		s.retryRewriteAt = s.size + s.size/2
+	}
+	return err
+}
+
+func (s *Store) rewrite(recs []Record) error {
 	if s.werr != nil {
 		return s.werr
 	}
 	var buf []byte
 	for _, r := range recs {
-		buf = AppendRecord(buf, r)
+		var err error
+		if buf, err = AppendRecord(buf, r); err != nil {
+			return err // nothing written; not sticky
+		}
 	}
 	name := filepath.Join(s.dir, storeFileName)
 	tmp := name + ".tmp"
