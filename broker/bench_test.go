@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -61,4 +63,25 @@ func BenchmarkFetchFrame(b *testing.B) {
 		out = appendResponse(out[:0], 1, pd.reply.later(ctx))
 	}
 	b.SetBytes(int64(len(out)))
+}
+
+// BenchmarkReadFrame measures reading one request frame from a connection
+// and releasing it once answered, as readLoop and writeLoop do.
+func BenchmarkReadFrame(b *testing.B) {
+	for _, n := range []int{16 << 10, 256 << 10, 2 << 20} {
+		b.Run(strconv.Itoa(n>>10)+"KiB", func(b *testing.B) {
+			data := make([]byte, n)
+			r := bytes.NewReader(data)
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				r.Reset(data)
+				frame, err := readFrame(r, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				putBuf(frame)
+			}
+		})
+	}
 }

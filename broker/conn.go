@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,7 +46,18 @@ type pending struct {
 	key   int16     // API key, for latency metrics
 	start time.Time // when the request was read
 	reply reply
+	// frame is the request's pooled frame buffer, returned to the pool
+	// once the request is answered; nil if the request may still alias
+	// it afterwards (see framePoolable).
+	frame []byte
 }
+
+// framePoolable reports whether a request of this API key holds on to
+// nothing in its frame once it is answered. kmsg decodes byte fields (a
+// produce's records, a join's protocol metadata) as slices of the frame;
+// produce and fetch, the hot path, keep none of them: storage copies the
+// records into the segment file, and strings are copied when decoded.
+func framePoolable(key int16) bool { return key == 0 || key == 1 }
 
 // reply is what a handler returns: a response ready now, a deferred step
 // that the writer runs in request order (waits belong there), or nothing at
@@ -144,6 +154,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		p.start = start
+		if framePoolable(p.key) {
+			p.frame = frame
+		}
 		c.holdReads(p.reply.throttle)
 		select {
 		case c.queue <- p:
@@ -153,22 +166,38 @@ func (c *conn) readLoop() {
 	}
 }
 
-// readFrame reads an n-byte frame. Large frames grow their buffer as bytes
-// arrive, so a size prefix alone cannot make the broker allocate
-// MaxRequestBytes.
+// readFrame reads an n-byte frame into a pooled buffer. Large frames grow
+// their buffer as bytes arrive, unless the pool has one free, so a size
+// prefix alone cannot make the broker allocate MaxRequestBytes.
 func readFrame(r io.Reader, n int) ([]byte, error) {
 	const chunk = 1 << 20
-	if n <= chunk {
-		frame := make([]byte, n)
+	frame := pooledBuf(n)
+	if frame == nil && n <= chunk {
+		frame = getBuf(n)
+	}
+	if frame != nil {
 		_, err := io.ReadFull(r, frame)
 		return frame, err
 	}
-	var buf bytes.Buffer
-	buf.Grow(chunk)
-	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
-		return nil, err
+	// Double the buffer as bytes arrive; every step is a pooled size, so
+	// the final buffer goes back to the pool for the next large frame.
+	frame = getBuf(chunk)
+	have := 0
+	for {
+		m, err := io.ReadFull(r, frame[have:])
+		have += m
+		if err != nil {
+			putBuf(frame)
+			return nil, err
+		}
+		if have == n {
+			return frame, nil
+		}
+		next := getBuf(min(2*len(frame), n))
+		copy(next, frame[:have])
+		putBuf(frame)
+		frame = next
 	}
-	return buf.Bytes(), nil
 }
 
 // waitBeforeRead is the single place where reading a connection's next
@@ -222,6 +251,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		if p.reply.none {
+			putBuf(p.frame)
 			continue
 		}
 		resp := p.reply.resp
@@ -232,6 +262,7 @@ func (c *conn) writeLoop() {
 				c.holdReads(time.Duration(ms) * time.Millisecond)
 			}
 		}
+		putBuf(p.frame) // the request is done with; resp aliases none of it
 		if resp == nil {
 			continue
 		}

@@ -1,0 +1,44 @@
+package broker
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestBufPoolSizes(t *testing.T) {
+	for _, n := range []int{1, 4095, 4096, 4097, 100_000, 1 << 20, 16 << 20, 16<<20 + 1} {
+		b := getBuf(n)
+		if len(b) != n {
+			t.Fatalf("getBuf(%d): len %d", n, len(b))
+		}
+		putBuf(b)
+		b = getBuf(n)
+		if len(b) != n || cap(b) < n {
+			t.Fatalf("getBuf(%d) after putBuf: len %d cap %d", n, len(b), cap(b))
+		}
+	}
+	putBuf(nil)
+}
+
+// A connection reading frames of a steady size allocates nothing per frame
+// once the pool is warm.
+func TestReadFrameAllocs(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("allocation counts differ under -race and -cover")
+	}
+	for _, n := range []int{16 << 10, 2 << 20} {
+		data := make([]byte, n)
+		r := bytes.NewReader(data)
+		allocs := testing.AllocsPerRun(100, func() {
+			r.Reset(data)
+			frame, err := readFrame(r, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			putBuf(frame)
+		})
+		if allocs > 0 {
+			t.Errorf("readFrame of %d bytes: %v allocations per frame, want 0", n, allocs)
+		}
+	}
+}
