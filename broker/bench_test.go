@@ -61,6 +61,7 @@ func BenchmarkFetchFrame(b *testing.B) {
 			b.Fatal(err)
 		}
 		out = appendResponse(out[:0], 1, pd.reply.later(ctx))
+		pd.release()
 	}
 	b.SetBytes(int64(len(out)))
 }

@@ -52,6 +52,13 @@ type pending struct {
 	frame []byte
 }
 
+// release runs the reply's done hook, once its response is encoded.
+func (p *pending) release() {
+	if p.reply.done != nil {
+		p.reply.done()
+	}
+}
+
 // framePoolable reports whether a request of this API key holds on to
 // nothing in its frame once it is answered. kmsg decodes byte fields (a
 // produce's records, a join's protocol metadata) as slices of the frame;
@@ -72,6 +79,9 @@ type reply struct {
 	// throttle holds back the connection's next reads (throughput units).
 	// A deferred step may instead put it in its response's throttle_time_ms.
 	throttle time.Duration
+	// done, if set, runs once the response has been encoded (or dropped):
+	// the handler's pooled buffers that the response pointed into go back.
+	done func()
 }
 
 func now(resp kmsg.Response) reply { return reply{resp: resp} }
@@ -264,10 +274,12 @@ func (c *conn) writeLoop() {
 		}
 		putBuf(p.frame) // the request is done with; resp aliases none of it
 		if resp == nil {
+			p.release()
 			continue
 		}
 		c.b.metrics.observeLatency(p.key, time.Since(p.start))
 		buf = appendResponse(buf[:0], p.corr, resp)
+		p.release()
 		if _, err := w.Write(buf); err != nil {
 			c.debugClose("write", err)
 			return

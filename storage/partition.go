@@ -381,6 +381,14 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 // to the high watermark and at most maxBytes, except that the first batch is
 // always returned whole. It returns nil, nil at the high watermark.
 func (p *Partition) Read(offset int64, maxBytes int32) ([]byte, error) {
+	return p.ReadWith(offset, maxBytes, nil)
+}
+
+// ReadWith is Read with the buffer that receives the bytes coming from
+// alloc(n), which must return a slice of length n (nil alloc: make). The
+// result is a prefix of that buffer, so the caller can reuse it once done.
+// alloc is not called when there is nothing to read.
+func (p *Partition) ReadWith(offset int64, maxBytes int32, alloc func(n int) []byte) ([]byte, error) {
 	p.files.RLock()
 	defer p.files.RUnlock()
 	p.mu.Lock()
@@ -429,7 +437,12 @@ func (p *Partition) Read(offset int64, maxBytes int32) ([]byte, error) {
 		pos += h.size
 	}
 	n := min(max(int64(maxBytes), first), limit-pos)
-	buf := make([]byte, n)
+	var buf []byte
+	if alloc != nil {
+		buf = alloc(int(n))
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := seg.f.ReadAt(buf, pos); err != nil {
 		return nil, err
 	}
