@@ -86,3 +86,27 @@ func BenchmarkReadFrame(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEncodeFetchResponse measures encoding a large fetch response
+// (8 partitions of 1 MiB) for the socket, as writeLoop does.
+func BenchmarkEncodeFetchResponse(b *testing.B) {
+	resp := kmsg.NewPtrFetchResponse()
+	resp.Version = 12
+	t := kmsg.NewFetchResponseTopic()
+	t.Topic = "bench"
+	records := make([]byte, 1<<20)
+	for i := range int32(8) {
+		p := kmsg.NewFetchResponseTopicPartition()
+		p.Partition = i
+		p.RecordBatches = records
+		t.Partitions = append(t.Partitions, p)
+	}
+	resp.Topics = append(resp.Topics, t)
+	var buf []byte
+	b.ReportAllocs()
+	b.SetBytes(8 << 20)
+	for b.Loop() {
+		buf = encodeResponse(buf, 1, resp)
+		buf = keepResponseBuf(buf)
+	}
+}

@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestBufPoolSizes(t *testing.T) {
@@ -40,5 +42,32 @@ func TestReadFrameAllocs(t *testing.T) {
 		if allocs > 0 {
 			t.Errorf("readFrame of %d bytes: %v allocations per frame, want 0", n, allocs)
 		}
+	}
+}
+
+// Encoding a large fetch response reuses a pooled buffer: no allocation
+// per response once the pool is warm.
+func TestEncodeFetchResponseAllocs(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("allocation counts differ under -race and -cover")
+	}
+	resp := kmsg.NewPtrFetchResponse()
+	resp.Version = 12
+	rt := kmsg.NewFetchResponseTopic()
+	rt.Topic = "t"
+	for i := range int32(4) {
+		p := kmsg.NewFetchResponseTopicPartition()
+		p.Partition = i
+		p.RecordBatches = make([]byte, 512<<10)
+		rt.Partitions = append(rt.Partitions, p)
+	}
+	resp.Topics = append(resp.Topics, rt)
+	var buf []byte
+	allocs := testing.AllocsPerRun(50, func() {
+		buf = encodeResponse(buf, 1, resp)
+		buf = keepResponseBuf(buf)
+	})
+	if allocs > 0 {
+		t.Errorf("encoding a 2 MiB fetch response: %v allocations, want 0", allocs)
 	}
 }

@@ -278,15 +278,13 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		c.b.metrics.observeLatency(p.key, time.Since(p.start))
-		buf = appendResponse(buf[:0], p.corr, resp)
+		buf = encodeResponse(buf, p.corr, resp)
 		p.release()
 		if _, err := w.Write(buf); err != nil {
 			c.debugClose("write", err)
 			return
 		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a large fetch response
-		}
+		buf = keepResponseBuf(buf)
 		if len(c.queue) == 0 {
 			if err := w.Flush(); err != nil {
 				c.debugClose("write", err)
@@ -297,6 +295,46 @@ func (c *conn) writeLoop() {
 	if err := w.Flush(); err != nil {
 		c.debugClose("write", err)
 	}
+}
+
+// encodeResponse encodes the size-prefixed frame of resp into buf, or
+// into a pooled buffer big enough for it if buf is not.
+func encodeResponse(buf []byte, corr int32, resp kmsg.Response) []byte {
+	if hint := responseSizeHint(resp); hint > cap(buf) {
+		putBuf(buf)
+		buf = getBuf(hint)
+	}
+	return appendResponse(buf[:0], corr, resp)
+}
+
+// keepResponseBuf returns the buffer a connection keeps for its next
+// response once buf is written: buf itself, unless it is large, which goes
+// back to the pool rather than stay pinned to this connection.
+func keepResponseBuf(buf []byte) []byte {
+	if cap(buf) > 1<<20 {
+		putBuf(buf)
+		return nil
+	}
+	return buf
+}
+
+// responseSizeHint is about the encoded size of resp when it carries
+// record bytes (a fetch), so that the response is encoded into one pooled
+// buffer instead of growing through appends; 0 for other responses.
+func responseSizeHint(resp kmsg.Response) int {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for i := range fr.Topics {
+		t := &fr.Topics[i]
+		n += 64 + len(t.Topic)
+		for j := range t.Partitions {
+			n += 128 + len(t.Partitions[j].RecordBatches)
+		}
+	}
+	return n
 }
 
 // appendResponse appends the size-prefixed frame of resp to dst.
