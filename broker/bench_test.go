@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -59,6 +61,52 @@ func BenchmarkFetchFrame(b *testing.B) {
 			b.Fatal(err)
 		}
 		out = appendResponse(out[:0], 1, pd.reply.later(ctx))
+		pd.release()
 	}
 	b.SetBytes(int64(len(out)))
+}
+
+// BenchmarkReadFrame measures reading one request frame from a connection
+// and releasing it once answered, as readLoop and writeLoop do.
+func BenchmarkReadFrame(b *testing.B) {
+	for _, n := range []int{16 << 10, 256 << 10, 2 << 20} {
+		b.Run(strconv.Itoa(n>>10)+"KiB", func(b *testing.B) {
+			data := make([]byte, n)
+			r := bytes.NewReader(data)
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				r.Reset(data)
+				frame, err := readFrame(r, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				putBuf(frame)
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeFetchResponse measures encoding a large fetch response
+// (8 partitions of 1 MiB) for the socket, as writeLoop does.
+func BenchmarkEncodeFetchResponse(b *testing.B) {
+	resp := kmsg.NewPtrFetchResponse()
+	resp.Version = 12
+	t := kmsg.NewFetchResponseTopic()
+	t.Topic = "bench"
+	records := make([]byte, 1<<20)
+	for i := range int32(8) {
+		p := kmsg.NewFetchResponseTopicPartition()
+		p.Partition = i
+		p.RecordBatches = records
+		t.Partitions = append(t.Partitions, p)
+	}
+	resp.Topics = append(resp.Topics, t)
+	var buf []byte
+	b.ReportAllocs()
+	b.SetBytes(8 << 20)
+	for b.Loop() {
+		buf = encodeResponse(buf, 1, resp)
+		buf = keepResponseBuf(buf)
+	}
 }

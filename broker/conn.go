@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,7 +46,25 @@ type pending struct {
 	key   int16     // API key, for latency metrics
 	start time.Time // when the request was read
 	reply reply
+	// frame is the request's pooled frame buffer, returned to the pool
+	// once the request is answered; nil if the request may still alias
+	// it afterwards (see framePoolable).
+	frame []byte
 }
+
+// release runs the reply's done hook, once its response is encoded.
+func (p *pending) release() {
+	if p.reply.done != nil {
+		p.reply.done()
+	}
+}
+
+// framePoolable reports whether a request of this API key holds on to
+// nothing in its frame once it is answered. kmsg decodes byte fields (a
+// produce's records, a join's protocol metadata) as slices of the frame;
+// produce and fetch, the hot path, keep none of them: storage copies the
+// records into the segment file, and strings are copied when decoded.
+func framePoolable(key int16) bool { return key == 0 || key == 1 }
 
 // reply is what a handler returns: a response ready now, a deferred step
 // that the writer runs in request order (waits belong there), or nothing at
@@ -62,6 +79,9 @@ type reply struct {
 	// throttle holds back the connection's next reads (throughput units).
 	// A deferred step may instead put it in its response's throttle_time_ms.
 	throttle time.Duration
+	// done, if set, runs once the response has been encoded (or dropped):
+	// the handler's pooled buffers that the response pointed into go back.
+	done func()
 }
 
 func now(resp kmsg.Response) reply { return reply{resp: resp} }
@@ -144,6 +164,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		p.start = start
+		if framePoolable(p.key) {
+			p.frame = frame
+		}
 		c.holdReads(p.reply.throttle)
 		select {
 		case c.queue <- p:
@@ -153,22 +176,38 @@ func (c *conn) readLoop() {
 	}
 }
 
-// readFrame reads an n-byte frame. Large frames grow their buffer as bytes
-// arrive, so a size prefix alone cannot make the broker allocate
-// MaxRequestBytes.
+// readFrame reads an n-byte frame into a pooled buffer. Large frames grow
+// their buffer as bytes arrive, unless the pool has one free, so a size
+// prefix alone cannot make the broker allocate MaxRequestBytes.
 func readFrame(r io.Reader, n int) ([]byte, error) {
 	const chunk = 1 << 20
-	if n <= chunk {
-		frame := make([]byte, n)
+	frame := pooledBuf(n)
+	if frame == nil && n <= chunk {
+		frame = getBuf(n)
+	}
+	if frame != nil {
 		_, err := io.ReadFull(r, frame)
 		return frame, err
 	}
-	var buf bytes.Buffer
-	buf.Grow(chunk)
-	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
-		return nil, err
+	// Double the buffer as bytes arrive; every step is a pooled size, so
+	// the final buffer goes back to the pool for the next large frame.
+	frame = getBuf(chunk)
+	have := 0
+	for {
+		m, err := io.ReadFull(r, frame[have:])
+		have += m
+		if err != nil {
+			putBuf(frame)
+			return nil, err
+		}
+		if have == n {
+			return frame, nil
+		}
+		next := getBuf(min(2*len(frame), n))
+		copy(next, frame[:have])
+		putBuf(frame)
+		frame = next
 	}
-	return buf.Bytes(), nil
 }
 
 // waitBeforeRead is the single place where reading a connection's next
@@ -222,6 +261,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		if p.reply.none {
+			putBuf(p.frame)
 			continue
 		}
 		resp := p.reply.resp
@@ -232,18 +272,19 @@ func (c *conn) writeLoop() {
 				c.holdReads(time.Duration(ms) * time.Millisecond)
 			}
 		}
+		putBuf(p.frame) // the request is done with; resp aliases none of it
 		if resp == nil {
+			p.release()
 			continue
 		}
 		c.b.metrics.observeLatency(p.key, time.Since(p.start))
-		buf = appendResponse(buf[:0], p.corr, resp)
+		buf = encodeResponse(buf, p.corr, resp)
+		p.release()
 		if _, err := w.Write(buf); err != nil {
 			c.debugClose("write", err)
 			return
 		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a large fetch response
-		}
+		buf = keepResponseBuf(buf)
 		if len(c.queue) == 0 {
 			if err := w.Flush(); err != nil {
 				c.debugClose("write", err)
@@ -254,6 +295,46 @@ func (c *conn) writeLoop() {
 	if err := w.Flush(); err != nil {
 		c.debugClose("write", err)
 	}
+}
+
+// encodeResponse encodes the size-prefixed frame of resp into buf, or
+// into a pooled buffer big enough for it if buf is not.
+func encodeResponse(buf []byte, corr int32, resp kmsg.Response) []byte {
+	if hint := responseSizeHint(resp); hint > cap(buf) {
+		putBuf(buf)
+		buf = getBuf(hint)
+	}
+	return appendResponse(buf[:0], corr, resp)
+}
+
+// keepResponseBuf returns the buffer a connection keeps for its next
+// response once buf is written: buf itself, unless it is large, which goes
+// back to the pool rather than stay pinned to this connection.
+func keepResponseBuf(buf []byte) []byte {
+	if cap(buf) > 1<<20 {
+		putBuf(buf)
+		return nil
+	}
+	return buf
+}
+
+// responseSizeHint is about the encoded size of resp when it carries
+// record bytes (a fetch), so that the response is encoded into one pooled
+// buffer instead of growing through appends; 0 for other responses.
+func responseSizeHint(resp kmsg.Response) int {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for i := range fr.Topics {
+		t := &fr.Topics[i]
+		n += 64 + len(t.Topic)
+		for j := range t.Partitions {
+			n += 128 + len(t.Partitions[j].RecordBatches)
+		}
+	}
+	return n
 }
 
 // appendResponse appends the size-prefixed frame of resp to dst.

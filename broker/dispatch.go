@@ -13,11 +13,17 @@ const apiKeyApiVersions = 18
 
 // header is a parsed request header.
 type header struct {
-	key      int16
-	version  int16
-	corr     int32
-	clientID string
+	key     int16
+	version int16
+	corr    int32
+	// rawClientID is the client id as it stands in the frame, which may be
+	// reused once the request is answered: only clientID copies it out.
+	// Most requests never need it, so they do not pay for the string.
+	rawClientID []byte
 }
+
+// clientID returns a copy of the request's client id ("" if null).
+func (h *header) clientID() string { return string(h.rawClientID) }
 
 // api is one entry of the handler table: the versions this broker fully
 // implements and advertises, and the handler. Adding a Kafka API is one file
@@ -102,8 +108,8 @@ func parseHeader(frame []byte) (header, []byte, error) {
 	h.key = r.Int16()
 	h.version = r.Int16()
 	h.corr = r.Int32()
-	if cid := r.NullableString(); cid != nil {
-		h.clientID = *cid
+	if n := r.Int16(); n > 0 {
+		h.rawClientID = r.Span(int(n))
 	}
 	if !r.Ok() {
 		return h, nil, &frameError{Reason: "bad header", Key: h.key, Ver: h.version, Err: errShortHeader}

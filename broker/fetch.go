@@ -17,12 +17,25 @@ import (
 // Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and the
 // response's session id is 0, which tells clients to keep sending full
 // requests.
+//
+// The record bytes are read into pooled buffers, released once the writer
+// has encoded the response.
 func (b *Broker) handleFetch(_ context.Context, _ *header, req *kmsg.FetchRequest) reply {
-	return deferred(func(ctx context.Context) kmsg.Response {
-		resp := b.fetch(ctx, req)
-		b.fetched(resp)
-		return resp
-	})
+	var parts []fetchPart
+	return reply{
+		later: func(ctx context.Context) kmsg.Response {
+			var resp *kmsg.FetchResponse
+			resp, parts = b.fetch(ctx, req)
+			b.fetched(resp)
+			return resp
+		},
+		done: func() {
+			for i := range parts {
+				putBuf(parts[i].buf)
+				parts[i].buf = nil
+			}
+		},
+	}
 }
 
 var noRecords = []byte{}
@@ -34,18 +47,21 @@ type fetchPart struct {
 	offset int64
 	max    int32
 	out    *kmsg.FetchResponseTopicPartition
+	buf    []byte // pooled buffer behind out.RecordBatches, if any
 }
 
-func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchResponse {
+// fetch answers req. The returned parts hold the pooled buffers that the
+// response's record bytes point into.
+func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, []fetchPart) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.Version >= 7 {
 		switch {
 		case req.SessionID != 0:
 			resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-			return resp
+			return resp, nil
 		case req.SessionEpoch != -1 && req.SessionEpoch != 0:
 			resp.ErrorCode = kerr.InvalidFetchSessionEpoch.Code
-			return resp
+			return resp, nil
 		}
 	}
 
@@ -74,7 +90,7 @@ func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 
 	total, failed := b.readFetch(parts, maxBytes)
 	if failed || total >= int64(req.MinBytes) || wait == 0 || ctx.Err() != nil {
-		return resp
+		return resp, parts
 	}
 
 	// Long poll: one channel for the whole request, woken whenever any
@@ -92,15 +108,15 @@ func (b *Broker) fetch(ctx context.Context, req *kmsg.FetchRequest) *kmsg.FetchR
 		// Re-read once after subscribing: data may have landed in between.
 		total, failed = b.readFetch(parts, maxBytes)
 		if failed || total >= int64(req.MinBytes) {
-			return resp
+			return resp, parts
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
 			b.readFetch(parts, maxBytes)
-			return resp
+			return resp, parts
 		case <-ctx.Done():
-			return resp
+			return resp, parts
 		}
 	}
 }
@@ -116,6 +132,8 @@ func (b *Broker) readFetch(parts []fetchPart, maxBytes int32) (total int64, fail
 		out := fp.out
 		// Empty, never null: librdkafka rejects a null record set.
 		out.RecordBatches = noRecords
+		putBuf(fp.buf) // an earlier read of this request, now replaced
+		fp.buf = nil
 		out.ErrorCode = 0
 		if fp.err != nil {
 			out.ErrorCode = errorCode(fp.err)
@@ -132,7 +150,8 @@ func (b *Broker) readFetch(parts []fetchPart, maxBytes int32) (total int64, fail
 		if limit <= 0 && total > 0 {
 			continue
 		}
-		data, err := fp.p.Read(fp.offset, int32(max(min(limit, math.MaxInt32), 0)))
+		data, err := fp.p.ReadWith(fp.offset, int32(max(min(limit, math.MaxInt32), 0)), getBuf)
+		fp.buf = data
 		if err != nil {
 			out.ErrorCode = errorCode(err)
 			failed = true

@@ -16,7 +16,7 @@ import (
 // only its own connection's later responses, as in Kafka; the reader keeps
 // reading up to maxInFlight requests.
 func (b *Broker) groupRequest(ctx context.Context, h *header, req kmsg.Request) reply {
-	ch := b.groups.Submit(ctx, group.Client{ID: h.clientID, Host: clientHost(ctx)}, req)
+	ch := b.groups.Submit(ctx, group.Client{ID: h.clientID(), Host: clientHost(ctx)}, req)
 	return deferred(func(ctx context.Context) kmsg.Response {
 		select {
 		case resp := <-ch:

@@ -43,7 +43,7 @@ type Partition struct {
 		werr      *WriteError
 		state     error         // nil, ErrClosed or ErrPartitionDeleted
 		queued    bool          // in the flusher's dirty list
-		changed   chan struct{} // closed and replaced when hw, werr or state change
+		changed   chan struct{} // closed when hw, werr or state change; made by the first waiter after that (nil: no waiter)
 		subs      map[uint64]chan<- struct{}
 		subSeq    uint64
 		producers producerState // idempotent producers, checked in Append (producers.go)
@@ -54,7 +54,6 @@ type Partition struct {
 // openPartition opens (or creates) the partition directory and recovers it.
 func openPartition(l *Log, t *Topic, id int32, clean bool) (*Partition, error) {
 	p := &Partition{log: l, topic: t, id: id, dir: filepath.Join(t.dir, strconv.Itoa(int(id)))}
-	p.mu.changed = make(chan struct{})
 	p.mu.subs = make(map[uint64]chan<- struct{})
 	if err := l.fs.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, err
@@ -170,10 +169,21 @@ func (p *Partition) recoverSegments(bases []int64, clean bool, now time.Time) er
 
 func (p *Partition) activeLocked() *segment { return p.mu.segs[len(p.mu.segs)-1] }
 
-// wakeLocked wakes WaitDurable callers.
+// wakeLocked wakes WaitDurable callers. With none waiting it costs
+// nothing: the channel is made only when someone waits on it.
 func (p *Partition) wakeLocked() {
-	close(p.mu.changed)
-	p.mu.changed = make(chan struct{})
+	if p.mu.changed != nil {
+		close(p.mu.changed)
+		p.mu.changed = nil
+	}
+}
+
+// changedLocked returns the channel that the next change closes.
+func (p *Partition) changedLocked() <-chan struct{} {
+	if p.mu.changed == nil {
+		p.mu.changed = make(chan struct{})
+	}
+	return p.mu.changed
 }
 
 // advanceLocked moves the high watermark to hw (ending at hwPos in the active
@@ -358,7 +368,11 @@ func (p *Partition) flush() {
 func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	for {
 		p.mu.Lock()
-		werr, state, hw, ch := p.mu.werr, p.mu.state, p.mu.hw, p.mu.changed
+		werr, state, hw := p.mu.werr, p.mu.state, p.mu.hw
+		var ch <-chan struct{}
+		if werr == nil && p.log.opts.Sync == SyncAlways && hw <= offset && state == nil {
+			ch = p.changedLocked() // about to wait
+		}
 		p.mu.Unlock()
 		if werr != nil {
 			return werr
@@ -381,6 +395,14 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 // to the high watermark and at most maxBytes, except that the first batch is
 // always returned whole. It returns nil, nil at the high watermark.
 func (p *Partition) Read(offset int64, maxBytes int32) ([]byte, error) {
+	return p.ReadWith(offset, maxBytes, nil)
+}
+
+// ReadWith is Read with the buffer that receives the bytes coming from
+// alloc(n), which must return a slice of length n (nil alloc: make). The
+// result is a prefix of that buffer, so the caller can reuse it once done.
+// alloc is not called when there is nothing to read.
+func (p *Partition) ReadWith(offset int64, maxBytes int32, alloc func(n int) []byte) ([]byte, error) {
 	p.files.RLock()
 	defer p.files.RUnlock()
 	p.mu.Lock()
@@ -429,7 +451,12 @@ func (p *Partition) Read(offset int64, maxBytes int32) ([]byte, error) {
 		pos += h.size
 	}
 	n := min(max(int64(maxBytes), first), limit-pos)
-	buf := make([]byte, n)
+	var buf []byte
+	if alloc != nil {
+		buf = alloc(int(n))
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := seg.f.ReadAt(buf, pos); err != nil {
 		return nil, err
 	}
