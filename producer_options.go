@@ -94,7 +94,7 @@ func RetryBackoff(first, max time.Duration) ProducerOpt {
 
 // TryTimeout bounds one produce request, from write to answer. A try that
 // takes longer is abandoned (its connection is closed) and retried. Default
-// 10s.
+// 10s; from 200ms to 30m.
 func TryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.tryTimeout = d })
 }
@@ -102,7 +102,7 @@ func TryTimeout(d time.Duration) ProducerOpt {
 // DeliveryTimeout bounds how long an event may wait to be acknowledged,
 // across all its tries. When it passes, the event is returned with
 // ErrDeliveryTimeout, even if its last try got no answer: then it may have
-// been stored. Default 2 minutes.
+// been stored. Default 2 minutes; at least 1s and at least TryTimeout.
 func DeliveryTimeout(d time.Duration) ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.deliveryTimeout = d })
 }
@@ -144,6 +144,13 @@ func AllowAutoTopicCreation() ProducerOpt {
 	return producerOpt(func(c *producerConfig) { c.autoCreate = true })
 }
 
+// The range of TryTimeout that franz-go accepts once it is split into its
+// produce timeout and request overhead (see kgoOpts).
+const (
+	minTryTimeout = 200 * time.Millisecond
+	maxTryTimeout = 30 * time.Minute
+)
+
 func (c *producerConfig) validate() error {
 	if err := c.client.validate(); err != nil {
 		return err
@@ -153,8 +160,12 @@ func (c *producerConfig) validate() error {
 		return &configError{"MaxRetries", "must be >= 0 (0 means no limit)"}
 	case c.backoffFirst <= 0 || c.backoffMax < c.backoffFirst:
 		return &configError{"RetryBackoff", "need 0 < first <= max"}
-	case c.tryTimeout < 100*time.Millisecond:
-		return &configError{"TryTimeout", "must be >= 100ms"}
+	case c.tryTimeout < minTryTimeout || c.tryTimeout > maxTryTimeout:
+		// Half of it is franz-go's produce timeout and half its request
+		// overhead, each at least 100ms; the overhead at most 15m.
+		return &configError{"TryTimeout", "must be between " + minTryTimeout.String() + " and " + maxTryTimeout.String()}
+	case c.deliveryTimeout < time.Second:
+		return &configError{"DeliveryTimeout", "must be >= 1s"}
 	case c.deliveryTimeout < c.tryTimeout:
 		return &configError{"DeliveryTimeout", "must be >= TryTimeout (" + c.tryTimeout.String() + ")"}
 	case c.maxBufferedEvents < 1:
