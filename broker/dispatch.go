@@ -143,7 +143,7 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 	req.SetVersion(h.version)
 	if req.IsFlexible() {
 		r := kbin.Reader{Src: body}
-		skipTags(&r)
+		kmsg.SkipTags(&r)
 		if !r.Ok() {
 			return pending{}, &frameError{Reason: "bad header tags", Key: h.key, Ver: h.version, Err: errShortHeader}
 		}
@@ -153,15 +153,4 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 		return pending{}, &frameError{Reason: "bad request body", Key: h.key, Ver: h.version, Err: err}
 	}
 	return pending{corr: h.corr, key: h.key, reply: a.handle(b, ctx, &h, req)}, nil
-}
-
-// skipTags skips a tag section like kmsg.SkipTags, but stops at the first
-// short read: kmsg's loop runs the declared count (up to 2^32) even when
-// the bytes ran out, so a 20-byte frame could keep a reader busy for
-// seconds.
-func skipTags(r *kbin.Reader) {
-	for num := r.Uvarint(); num > 0 && r.Ok(); num-- {
-		r.Uvarint()
-		r.Span(int(r.Uvarint()))
-	}
 }
