@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -417,31 +416,6 @@ func (q *throughput) configEntries() []configEntry {
 	return out
 }
 
-// countRecords returns the number of records in a record set by reading
-// each RecordBatch header's record count: no decoding. Anything that is not
-// a whole v2 batch header counts as nothing.
-func countRecords(records []byte) int64 {
-	const (
-		offBatchLength = 8
-		offMagic       = 16
-		offNumRecords  = 57
-		headerSize     = 61
-	)
-	var n int64
-	for len(records) >= headerSize {
-		size := int64(int32(binary.BigEndian.Uint32(records[offBatchLength:]))) + 12
-		if records[offMagic] != 2 || size < headerSize {
-			break
-		}
-		n += int64(max(int32(binary.BigEndian.Uint32(records[offNumRecords:])), 0))
-		if size > int64(len(records)) {
-			break
-		}
-		records = records[size:]
-	}
-	return n
-}
-
 // throttleMillis converts a throttle for throttle_time_ms.
 func throttleMillis(d time.Duration) int32 {
 	if d <= 0 {
@@ -473,7 +447,7 @@ func (b *Broker) fetched(resp *kmsg.FetchResponse) {
 		for j := range st.Partitions {
 			rb := st.Partitions[j].RecordBatches
 			bytes += int64(len(rb))
-			events += countRecords(rb)
+			events += storage.CountRecords(rb)
 		}
 		if bytes == 0 {
 			continue

@@ -40,8 +40,8 @@ func TestCountRecords(t *testing.T) {
 		{"second batch cut", set[:len(a)+40], 3},
 		{"not magic 2", append(append([]byte{}, a[:16]...), make([]byte, 60)...), 0},
 	} {
-		if got := countRecords(tc.records); got != tc.want {
-			t.Errorf("%s: countRecords = %d, want %d", tc.name, got, tc.want)
+		if got := storage.CountRecords(tc.records); got != tc.want {
+			t.Errorf("%s: CountRecords = %d, want %d", tc.name, got, tc.want)
 		}
 	}
 }
@@ -576,7 +576,7 @@ func TestFetchThrottled(t *testing.T) {
 			t.Errorf("fetch %d answered %v after fetch %d was sent, which was throttled %v", off, el, off-1, prev)
 		}
 		prevSent = sent
-		if got := countRecords(resp.Topics[0].Partitions[0].RecordBatches); got != 1 {
+		if got := storage.CountRecords(resp.Topics[0].Partitions[0].RecordBatches); got != 1 {
 			t.Fatalf("fetch %d returned %d records, want 1 (served despite the quota)", off, got)
 		}
 		prev = time.Duration(resp.ThrottleMillis) * time.Millisecond
@@ -756,8 +756,8 @@ func FuzzCountRecords(f *testing.F) {
 	f.Add(append(recordBatch("x"), recordBatch("y", "z")...))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, records []byte) {
-		if n := countRecords(records); n < 0 || (len(records) < 61 && n != 0) {
-			t.Fatalf("countRecords of %d bytes = %d", len(records), n)
+		if n := storage.CountRecords(records); n < 0 || (len(records) < 61 && n != 0) {
+			t.Fatalf("CountRecords of %d bytes = %d", len(records), n)
 		}
 	})
 }
