@@ -67,7 +67,7 @@ func commands() []command {
 		{"topic", "create, list, describe or delete topics (alias: hub)", runTopic},
 		{"produce", "write lines from stdin to a topic", runProduce},
 		{"consume", "print records of a topic", runConsume},
-		{"group", "list, describe or delete consumer groups", runGroup},
+		{"group", "list, describe, create, delete or reset consumer groups", runGroup},
 		{"tu", "show or set throughput units and auto-inflate", runTU},
 		{"bench", "benchmark weir against an in-memory kfake cluster", runBench},
 	}
