@@ -24,9 +24,12 @@ var (
 // code sent to clients. It is the only place that does so.
 func errorCode(err error) int16 {
 	var we *storage.WriteError
+	var ke *kerr.Error
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ke):
+		return ke.Code
 	case errors.As(err, &we):
 		return kerr.KafkaStorageError.Code
 	case errors.Is(err, storage.ErrTopicExists):

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -81,13 +80,6 @@ func checkGroupCreate(name string, configs int) (int16, *string) {
 }
 
 func groupCreateError(err error) (int16, *string) {
-	if err == nil {
-		return 0, nil
-	}
-	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		return ke.Code, ptr(err.Error())
-	}
 	return errorCode(err), errorMessage(err)
 }
 

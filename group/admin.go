@@ -21,7 +21,6 @@ func (c *RawCoordinator) describe(r *kmsg.DescribeGroupsRequest, done func(kmsg.
 		seen[name] = struct{}{}
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = name
-		dg.AuthorizedOperations = -2147483648 // not requested / not computed
 		g := c.groups[name]
 		switch {
 		case !ValidGroupID(name):
@@ -99,7 +98,7 @@ func (c *RawCoordinator) deleteGroups(r *kmsg.DeleteGroupsRequest, done func(kms
 		switch {
 		case !ValidGroupID(name):
 			dg.ErrorCode = kerr.InvalidGroupID.Code
-		case g == nil || g.state == Dead:
+		case g == nil:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		case g.state != Empty || len(g.pending) > 0:
 			dg.ErrorCode = kerr.NonEmptyGroup.Code

@@ -74,7 +74,6 @@ type Member struct {
 	instanceID       *string
 	clientID         string
 	clientHost       string
-	protocolType     string
 	protocols        []kmsg.JoinGroupRequestProtocol
 	sessionTimeout   time.Duration
 	rebalanceTimeout time.Duration
@@ -268,32 +267,22 @@ func (c *RawCoordinator) join(now time.Time, cl Client, r *kmsg.JoinGroupRequest
 	}
 	unknown := r.MemberID == ""
 	g := c.groups[r.Group]
-	if g == nil {
-		switch {
-		case !unknown:
-			fail(kerr.UnknownMemberID.Code)
-			return
-		case c.cfg.RequireCreate:
-			c.refuseUncreated(r.Group)
-			fail(kerr.GroupAuthorizationFailed.Code)
-			return
-		case !c.makeRoom(now):
-			fail(kerr.CoordinatorNotAvailable.Code)
-			return
-		}
-		g = c.newGroup(now, r.Group)
-	} else if c.cfg.RequireCreate && !g.created {
-		c.refuseUncreated(r.Group)
+	switch {
+	case g == nil && !unknown:
+		fail(kerr.UnknownMemberID.Code)
+		return
+	case c.refusesUncreated(g, r.Group):
 		fail(kerr.GroupAuthorizationFailed.Code)
 		return
+	case g == nil && !c.makeRoom(now):
+		fail(kerr.CoordinatorNotAvailable.Code)
+		return
+	case g == nil:
+		g = c.newGroup(now, r.Group)
 	}
 	defer c.schedule(g)
 	if !c.acceptJoiningMember(g, r.MemberID, r.InstanceID) {
 		fail(kerr.GroupMaxSizeReached.Code)
-		return
-	}
-	if g.state == Dead {
-		fail(kerr.CoordinatorNotAvailable.Code)
 		return
 	}
 	if !g.supportsProtocols(r.ProtocolType, r.Protocols) {
@@ -445,7 +434,6 @@ func (c *RawCoordinator) addMemberAndRebalance(now time.Time, g *Group, id strin
 		instanceID:       spec.instanceID,
 		clientID:         spec.clientID,
 		clientHost:       spec.clientHost,
-		protocolType:     spec.protocolType,
 		protocols:        copyProtocols(spec.protocols),
 		sessionTimeout:   spec.session,
 		rebalanceTimeout: spec.rebalance,
@@ -698,7 +686,7 @@ func (c *RawCoordinator) removeMemberAndUpdateGroup(now time.Time, g *Group, m *
 }
 
 // nextDeadline is the earliest time at which expire has work for g.
-func (g *Group) nextDeadline(cfg Config) time.Time {
+func (g *Group) nextDeadline() time.Time {
 	var at time.Time
 	consider := func(t time.Time) {
 		if !t.IsZero() && (at.IsZero() || t.Before(at)) {

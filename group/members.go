@@ -23,15 +23,11 @@ func (c *RawCoordinator) sync(now time.Time, r *kmsg.SyncGroupRequest, done func
 	case !ValidGroupID(r.Group):
 		fail(kerr.InvalidGroupID.Code)
 		return
-	case g != nil && c.cfg.RequireCreate && !g.created, g == nil && c.cfg.RequireCreate:
-		c.refuseUncreated(r.Group)
+	case c.refusesUncreated(g, r.Group):
 		fail(kerr.GroupAuthorizationFailed.Code)
 		return
 	case g == nil:
 		fail(kerr.UnknownMemberID.Code)
-		return
-	case g.state == Dead:
-		fail(kerr.CoordinatorNotAvailable.Code)
 		return
 	}
 	defer c.schedule(g)
@@ -120,9 +116,6 @@ func (c *RawCoordinator) heartbeat(now time.Time, r *kmsg.HeartbeatRequest, done
 	case g == nil:
 		answer(kerr.UnknownMemberID.Code)
 		return
-	case g.state == Dead:
-		answer(kerr.CoordinatorNotAvailable.Code)
-		return
 	}
 	defer c.schedule(g)
 	if code := g.validateMember(r.MemberID, r.InstanceID); code != 0 {
@@ -162,8 +155,6 @@ func (c *RawCoordinator) leave(now time.Time, r *kmsg.LeaveGroupRequest, done fu
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 	case g == nil:
 		resp.ErrorCode = kerr.UnknownMemberID.Code
-	case g.state == Dead:
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 	}
 	if resp.ErrorCode != 0 {
 		c.reply(done, resp)

@@ -53,25 +53,19 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 		return
 	}
 	g := c.groups[r.Group]
-	if g == nil {
-		switch {
-		case c.cfg.RequireCreate:
-			c.refuseUncreated(r.Group)
-			all(kerr.GroupAuthorizationFailed.Code)
-			return
-		case gen >= 0:
-			// A member of a generation this coordinator never had.
-			all(kerr.IllegalGeneration.Code)
-			return
-		case !c.makeRoom(now):
-			all(kerr.CoordinatorNotAvailable.Code)
-			return
-		}
-		g = c.newGroup(now, r.Group)
-	} else if c.cfg.RequireCreate && !g.created {
-		c.refuseUncreated(r.Group)
+	switch {
+	case c.refusesUncreated(g, r.Group):
 		all(kerr.GroupAuthorizationFailed.Code)
 		return
+	case g == nil && gen >= 0:
+		// A member of a generation this coordinator never had.
+		all(kerr.IllegalGeneration.Code)
+		return
+	case g == nil && !c.makeRoom(now):
+		all(kerr.CoordinatorNotAvailable.Code)
+		return
+	case g == nil:
+		g = c.newGroup(now, r.Group)
 	}
 	defer c.schedule(g)
 	if code := g.validateOffsetCommit(gen, member, instance); code != 0 {
@@ -123,8 +117,6 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 // validateOffsetCommit is Kafka's validateOffsetCommit.
 func (g *Group) validateOffsetCommit(gen int32, member string, instance *string) int16 {
 	switch {
-	case g.state == Dead:
-		return kerr.CoordinatorNotAvailable.Code
 	case gen >= 0 || member != "" || instance != nil:
 		if code := g.validateMember(member, instance); code != 0 {
 			return code
@@ -167,13 +159,6 @@ func (c *RawCoordinator) fetch(r *kmsg.OffsetFetchRequest, done func(kmsg.Respon
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
-		}
-		if r.Version < 2 && code != 0 {
-			for i := range resp.Topics {
-				for j := range resp.Topics[i].Partitions {
-					resp.Topics[i].Partitions[j].ErrorCode = code
-				}
-			}
 		}
 		c.reply(done, resp)
 		return
@@ -269,7 +254,7 @@ func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest
 	switch {
 	case !ValidGroupID(r.Group):
 		resp.ErrorCode = kerr.InvalidGroupID.Code
-	case g == nil || g.state == Dead:
+	case g == nil:
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 	case g.state != Empty && g.protocolType != "consumer":
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
@@ -342,8 +327,7 @@ func (c *RawCoordinator) expireOffsets(now time.Time) {
 			for _, tp := range g.sortedOffsets() {
 				o := g.offsets[tp]
 				if !subscribed(tp.topic) && now.Sub(o.CommitTime) >= c.cfg.OffsetsRetention {
-					delete(g.offsets, tp)
-					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+					c.deleteOffset(g, tp)
 				}
 			}
 			continue
@@ -358,8 +342,7 @@ func (c *RawCoordinator) expireOffsets(now time.Time) {
 				base = g.stateSince
 			}
 			if now.Sub(base) >= c.cfg.OffsetsRetention {
-				delete(g.offsets, tp)
-				c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+				c.deleteOffset(g, tp)
 			}
 		}
 		c.maybeDropGroup(g)
@@ -514,4 +497,9 @@ func (c *RawCoordinator) EachOffset(fn func(group, topic string, partition int32
 			fn(name, tp.topic, tp.partition, g.offsets[tp])
 		}
 	}
+}
+
+func (c *RawCoordinator) deleteOffset(g *Group, tp topicPartition) {
+	delete(g.offsets, tp)
+	c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
 }

@@ -154,6 +154,16 @@ type durableResult struct {
 	err           error
 }
 
+// refusesUncreated reports whether RequireCreate refuses group name (g, or
+// nil if it does not exist), and logs why if so.
+func (c *RawCoordinator) refusesUncreated(g *Group, name string) bool {
+	if !c.cfg.RequireCreate || g != nil && g.created {
+		return false
+	}
+	c.refuseUncreated(name)
+	return true
+}
+
 // refuseUncreated logs, at most once per group for a while, why a group
 // that was never created is refused: Kafka's responses to JoinGroup,
 // SyncGroup and OffsetCommit carry no error message.
@@ -267,7 +277,7 @@ func (c *RawCoordinator) newMemberID(clientID string) string {
 
 // schedule recomputes g's next deadline and arms a timer for it.
 func (c *RawCoordinator) schedule(g *Group) {
-	at := g.nextDeadline(c.cfg)
+	at := g.nextDeadline()
 	if at.Equal(g.wake) {
 		return
 	}
