@@ -254,7 +254,7 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		topic   = p.cfg.client.topic
 	)
 	for {
-		fs := cl.PollRecords(ctx, p.cfg.maxPoll)
+		fs := cl.PollRecords(ctx, maxPoll)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			cl.AllowRebalance()
 			return nil
@@ -316,7 +316,7 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		// kgo retries and reconnects by itself; we only slow the loop and
 		// the log down so that an outage does not spin.
 		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
-		if time.Since(lastLog) >= p.cfg.fetchErrorLog {
+		if time.Since(lastLog) >= fetchErrorLog {
 			lastLog = time.Now()
 			p.log.Warn("transient fetch error, retrying", "err", transient, "retryable", retryable(transient))
 		}

@@ -12,40 +12,34 @@ import (
 type processorConfig struct {
 	client clientConfig
 
-	group         string
-	start         StartPosition
-	startOffsets  map[int32]int64
-	instanceID    string
-	instanceEnv   string // InstanceIDFromEnv's variable, checked by validate
-	checkpointN   int
-	checkpointT   time.Duration
-	drainTimeout  time.Duration
-	concurrency   int
-	maxAttempts   int
-	backoffMin    time.Duration
-	backoffMax    time.Duration
-	onFailure     FailurePolicy
-	deadLetter    string
-	maxPoll       int
-	maxInFlight   int
-	fetchErrorLog time.Duration
+	group        string
+	start        StartPosition
+	startOffsets map[int32]int64
+	instanceID   string
+	instanceEnv  string // InstanceIDFromEnv's variable, checked by validate
+	checkpointN  int
+	checkpointT  time.Duration
+	drainTimeout time.Duration
+	concurrency  int
+	maxAttempts  int
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	onFailure    FailurePolicy
+	deadLetter   string
 }
 
 func defaultProcessorConfig() processorConfig {
 	return processorConfig{
-		client:        defaultClientConfig(),
-		start:         StartEarliest(),
-		checkpointN:   1000,
-		checkpointT:   5 * time.Second,
-		drainTimeout:  30 * time.Second,
-		concurrency:   1,
-		maxAttempts:   5,
-		backoffMin:    100 * time.Millisecond,
-		backoffMax:    10 * time.Second,
-		onFailure:     StopPartition,
-		maxPoll:       2000,
-		maxInFlight:   1024,
-		fetchErrorLog: 5 * time.Second,
+		client:       defaultClientConfig(),
+		start:        StartEarliest(),
+		checkpointN:  1000,
+		checkpointT:  5 * time.Second,
+		drainTimeout: 30 * time.Second,
+		concurrency:  1,
+		maxAttempts:  5,
+		backoffMin:   100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
+		onFailure:    StopPartition,
 	}
 }
 

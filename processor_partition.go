@@ -112,6 +112,13 @@ const (
 	pollHigh  = 8000
 	queueHigh = 16384
 	queueLow  = 4096
+	// maxPoll bounds the records taken from kgo by one poll.
+	maxPoll = 2000
+	// maxInFlight bounds a partition's events handed to the per-key
+	// scheduler (running or waiting for their key) with Concurrency > 1.
+	maxInFlight = 1024
+	// fetchErrorLog is how often a persisting fetch error is logged.
+	fetchErrorLog = 5 * time.Second
 )
 
 // enqueue hands a fetched batch to the runner without blocking, pausing the
@@ -356,14 +363,14 @@ func (r *partitionRunner) runConcurrent(n int) {
 		}
 		var notify <-chan struct{}
 		if !stopping && !halted {
-			for sched.len() < r.p.cfg.maxInFlight {
+			for sched.len() < maxInFlight {
 				batch, ok := r.take()
 				if !ok {
 					break
 				}
 				r.schedule(&sched, batch)
 			}
-			if sched.len() < r.p.cfg.maxInFlight {
+			if sched.len() < maxInFlight {
 				notify = r.notify
 			}
 		}

@@ -101,7 +101,7 @@ func (h *producerHooks) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _
 }
 
 // watchLogins returns buffered events while logins are refused. It is the
-// producer's one goroutine; Close stops it.
+// producer's one long-lived goroutine; Close stops it.
 func (p *Producer) watchLogins(ctx context.Context) {
 	defer close(p.watchDone)
 	for {

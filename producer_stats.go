@@ -41,7 +41,6 @@ type producerCounters struct {
 	sent, acked, failed atomic.Int64
 	retried, throttled  atomic.Int64
 	throttleNanos       atomic.Int64
-	connectFailures     atomic.Int64
 }
 
 // Stats returns a snapshot of the producer's counters.

@@ -36,12 +36,6 @@ func (b *Bucket) SetRate(rate float64, burst time.Duration) {
 	b.tokens = min(b.tokens, b.capacity)
 }
 
-// Rate returns the refill rate in tokens per second (0 = unlimited).
-func (b *Bucket) Rate() float64 { return b.rate }
-
-// Tokens returns the tokens left; negative is debt.
-func (b *Bucket) Tokens() float64 { return b.tokens }
-
 // Advance refills the bucket up to now and returns how long of the elapsed
 // interval the bucket spent in debt. Time going backwards is ignored.
 func (b *Bucket) Advance(now time.Time) (inDebt time.Duration) {

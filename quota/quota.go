@@ -76,7 +76,7 @@ type Config struct {
 	// limit. Absent or 0: no cap.
 	TopicUnits map[string]int
 
-	// AutoInflate raises the broker-wide TUs in Steps, up to MaxUnits,
+	// AutoInflate raises the broker-wide TUs in Steps, up to AutoInflateMaxUnits,
 	// while throttling persists for a Window. It needs ThroughputUnits > 0.
 	AutoInflate bool
 	// AutoInflateMaxUnits is the highest count auto-inflate goes to. It must
@@ -242,7 +242,7 @@ func New(cfg Config, units int, now time.Time) (*Namespace, error) {
 	}
 	n := &Namespace{topics: make(map[string]*topicMeter), winStart: now}
 	n.cfg = cfg.withDefaults()
-	n.units = n.clampUnits(units)
+	n.units = n.cfg.clampUnits(units)
 	for d := range n.dirs {
 		n.dirs[d] = newMeter(Direction(d), n.units, now)
 	}
@@ -250,9 +250,7 @@ func New(cfg Config, units int, now time.Time) (*Namespace, error) {
 	return n, nil
 }
 
-// clampUnits returns the TU count allowed by the config for a wanted one.
-func (n *Namespace) clampUnits(u int) int { return n.cfg.clampUnits(u) }
-
+// clampUnits returns the TU count c allows for a wanted one.
 func (c Config) clampUnits(u int) int {
 	if !c.AutoInflate || u <= 0 {
 		return c.ThroughputUnits
@@ -305,7 +303,7 @@ func (n *Namespace) SetConfig(cfg Config, now time.Time) error {
 	if cfg.ThroughputUnits != old.ThroughputUnits {
 		want = cfg.ThroughputUnits
 	}
-	n.setUnits(now, n.clampUnits(want), "set")
+	n.setUnits(now, n.cfg.clampUnits(want), "set")
 	n.setTopics(now)
 	return nil
 }
