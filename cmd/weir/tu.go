@@ -60,6 +60,11 @@ func runTUShow(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
+	return showTU(ctx, e, adm)
+}
+
+// showTU prints the broker's throughput settings.
+func showTU(ctx context.Context, e *env, adm *kadm.Client) error {
 	rcs, err := adm.DescribeBrokerConfigs(ctx)
 	if err == nil && len(rcs) > 0 && rcs[0].Err != nil {
 		err = rcs[0].Err
@@ -159,8 +164,5 @@ func runTUSet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &BrokerError{Op: "set", Name: "throughput units", Err: err}
 	}
-	return runTUShow(ctx, e, cfFlagArgs(cf))
+	return showTU(ctx, e, adm)
 }
-
-// cfFlagArgs passes the client flags on to another command.
-func cfFlagArgs(cf *clientFlags) []string { return []string{"--brokers", cf.brokers} }
