@@ -10,9 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestCLIProduceFlushesOnSIGTERM runs `weir produce` as a process fed an
@@ -48,25 +45,14 @@ func TestCLIProduceFlushesOnSIGTERM(t *testing.T) {
 		}
 	}()
 
-	ctx := testContext(t, 60*time.Second)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	stored := func() int64 {
-		ends, err := adm.ListEndOffsets(ctx, "sigterm")
-		if err != nil {
-			t.Fatal(err)
-		}
+	// Until it is well under way.
+	waitFor(t, time.Minute, "1000 records stored", func() bool {
 		var n int64
-		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
-		return n
-	}
-	for stored() < 1000 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond) // until it is well under way
-	}
+		for _, end := range endOffsets(t, srv.addr, "sigterm") {
+			n += end
+		}
+		return n >= 1000
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +80,4 @@ func TestCLIProduceFlushesOnSIGTERM(t *testing.T) {
 		}
 	}
 	t.Logf("SIGTERM after %d stored: %d produced and stored, exit 0", 1000, produced)
-
 }
