@@ -260,6 +260,7 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		var fatalErr, transient error
+		topicChecked := false // asked the brokers about the topic in this poll
 		fs.EachError(func(_ string, _ int32, err error) {
 			if fatalErr != nil || errors.Is(err, context.Canceled) {
 				return
@@ -277,13 +278,20 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			if f != nil && errors.Is(f, ErrUnknownTopic) {
 				// A leader move can answer UNKNOWN_TOPIC_OR_PARTITION for a
 				// moment; only a metadata answer without the topic is final.
-				if exists, mdErr := p.topicExists(ctx, cl); mdErr == nil && !exists {
-					fatalErr = f
-				} else if mdErr != nil && fatal(mdErr, topic) != nil {
-					fatalErr = fatal(mdErr, topic)
-				} else {
-					transient = err
+				// One answer serves every partition's error of this poll.
+				if !topicChecked {
+					topicChecked = true
+					exists, mdErr := p.topicExists(ctx, cl)
+					if mdErr == nil && !exists {
+						fatalErr = f
+						return
+					}
+					if mf := fatal(mdErr, topic); mf != nil {
+						fatalErr = mf
+						return
+					}
 				}
+				transient = err
 				return
 			}
 			if f != nil {
