@@ -52,6 +52,7 @@ type benchResult struct {
 	latencyAcked        int64
 	latencyElapsed      time.Duration
 	p50, p99, p999, max time.Duration
+	brokerCPU           time.Duration // CPU time of the broker process over all phases; 0 if not measured
 }
 
 func (r *benchResult) produceRate(s benchSpec) float64 {
@@ -67,14 +68,17 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	const cmd = "bench"
 	fs := e.newFlagSet(cmd, `bench [flags]
 
-Starts an embedded weir broker (temp data dir, 127.0.0.1, random port) and an
-in-memory kfake cluster as the reference. For each: creates a topic, produces
+Starts weir (weir serve in a child process: temp data dir, 127.0.0.1, random
+port) and, as the reference, an in-memory kfake cluster (also in a child
+process), one after the other. For each: creates a topic, produces
 --records records of --record-size bytes (franz-go defaults: 10ms linger,
 snappy; acks=all) and measures throughput; consumes them all from the start;
 then produces at half the measured max rate for --duration and reports
 per-record produce latency (ack time minus send time). Prints a table and the
-weir/kfake ratios. --brokers measures an external broker instead of the
-embedded one (a uniquely named topic is created there and deleted after).`)
+weir/kfake ratios, and each broker process's CPU time. --in-process runs both
+brokers inside the bench process instead (one Go runtime shared with the
+clients). --brokers measures an external broker instead of weir serve (a
+uniquely named topic is created there and deleted after).`)
 	brokers := fs.String("brokers", "", "measure the broker at `host:port,...` instead of an embedded weir")
 	var spec benchSpec
 	fs.Int64Var(&spec.records, "records", 1_000_000, "`number` of records in the throughput phases")
@@ -82,13 +86,21 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 	fs.IntVar(&spec.partitions, "partitions", 8, "`partitions` of the bench topic")
 	fs.DurationVar(&spec.duration, "duration", 5*time.Second, "length of the latency phase")
 	fs.DurationVar(&spec.linger, "latency-linger", 0, "producer linger in the latency phase (franz-go's default 10ms would hide the broker's latency)")
-	dataDir := fs.String("data-dir", "", "parent `directory` of the embedded weir's temp data dir (default: the system temp dir)")
-	fsync := fs.String("fsync", "always", "fsync policy of the embedded weir: always, interval, never")
+	dataDir := fs.String("data-dir", "", "parent `directory` of weir's temp data dir (default: the system temp dir)")
+	fsync := fs.String("fsync", "always", "fsync policy of the weir it starts: always, interval, never")
 	skipKfake := fs.Bool("skip-kfake", false, "do not measure the kfake reference")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the weir phases to `file`")
+	inProcess := fs.Bool("in-process", false, "run weir and kfake inside the bench process, beside the clients")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process during the weir phases to `file`")
+	kfakeServer := fs.Bool("serve-kfake", false, "internal: run the kfake reference broker until stdin closes (what the bench starts as its child)")
 	pos, err := e.parseFlags(fs, cmd, args)
 	if err != nil {
 		return err
+	}
+	if *kfakeServer {
+		if err := noArgs(cmd, pos); err != nil {
+			return err
+		}
+		return serveKfake(ctx, e)
 	}
 	switch {
 	case len(pos) > 0:
@@ -123,7 +135,7 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 			return fmt.Errorf("weir: %w", err)
 		}
 	}
-	weir, err := benchWeir(ctx, e, spec, *brokers, *dataDir, policy, *fsync)
+	weir, err := benchWeir(ctx, e, spec, *brokers, *dataDir, policy, *fsync, *inProcess)
 	if err != nil {
 		return err
 	}
@@ -132,13 +144,7 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 	}
 	results = append(results, weir)
 	if !*skipKfake {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			return fmt.Errorf("weir: start kfake: %w", err)
-		}
-		fmt.Fprintf(e.stderr, "kfake: in-memory cluster at %s\n", c.ListenAddrs()[0])
-		res, err := benchTarget(ctx, e.stderr, "kfake", c.ListenAddrs(), "bench", spec)
-		c.Close()
+		res, err := benchKfake(ctx, e, spec, *inProcess)
 		if err != nil {
 			return err
 		}
@@ -148,8 +154,43 @@ embedded one (a uniquely named topic is created there and deleted after).`)
 	return nil
 }
 
-// benchWeir measures the embedded broker, or the one at brokers.
-func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir string, policy storage.SyncPolicy, fsync string) (benchResult, error) {
+// benchKfake measures kfake, in a child process or in this one.
+func benchKfake(ctx context.Context, e *env, spec benchSpec, inProcess bool) (benchResult, error) {
+	if inProcess {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return benchResult{}, fmt.Errorf("weir: start kfake: %w", err)
+		}
+		defer c.Close()
+		fmt.Fprintf(e.stderr, "kfake: in-memory cluster in this process at %s\n", c.ListenAddrs()[0])
+		return benchTarget(ctx, e.stderr, "kfake", c.ListenAddrs(), "bench", spec)
+	}
+	p, err := startKfakeProcess(ctx, e.stderr)
+	if err != nil {
+		return benchResult{}, err
+	}
+	fmt.Fprintf(e.stderr, "kfake: in-memory cluster in process %d at %s\n", p.cmd.Process.Pid, p.addr)
+	return benchChild(ctx, e, p, "kfake", spec)
+}
+
+// benchChild measures the broker process p, then stops it and adds its CPU
+// time to the result.
+func benchChild(ctx context.Context, e *env, p *benchProcess, name string, spec benchSpec) (benchResult, error) {
+	res, err := benchTarget(ctx, e.stderr, name, []string{p.addr}, "bench", spec)
+	cpu, serr := p.stop()
+	if err != nil {
+		return res, err
+	}
+	if serr != nil {
+		return res, fmt.Errorf("weir: bench: %s process: %w", name, serr)
+	}
+	res.brokerCPU = cpu
+	return res, nil
+}
+
+// benchWeir measures weir serve in a child process, the embedded broker
+// (inProcess), or the broker at brokers.
+func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir string, policy storage.SyncPolicy, fsync string, inProcess bool) (benchResult, error) {
 	if brokers != "" {
 		cf := &clientFlags{brokers: brokers}
 		topic := fmt.Sprintf("weir-bench-%d", time.Now().UnixNano())
@@ -168,6 +209,14 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 		return benchResult{}, fmt.Errorf("weir: bench data dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if !inProcess {
+		p, err := startWeirProcess(ctx, e.stderr, dir, fsync)
+		if err != nil {
+			return benchResult{}, err
+		}
+		fmt.Fprintf(e.stderr, "weir: weir serve in process %d at %s, data in %s, fsync %s\n", p.cmd.Process.Pid, p.addr, dir, fsync)
+		return benchChild(ctx, e, p, "weir", spec)
+	}
 	b, err := broker.Start(broker.Config{
 		Addr:    "127.0.0.1:0",
 		DataDir: dir,
@@ -177,7 +226,7 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 	if err != nil {
 		return benchResult{}, fmt.Errorf("weir: start embedded broker: %w", err)
 	}
-	fmt.Fprintf(e.stderr, "weir: embedded broker at %s, data in %s, fsync %s\n", b.Addr(), dir, fsync)
+	fmt.Fprintf(e.stderr, "weir: embedded broker in this process at %s, data in %s, fsync %s\n", b.Addr(), dir, fsync)
 	res, err := benchTarget(ctx, e.stderr, "weir", []string{b.Addr()}, "bench", spec)
 	if cerr := b.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("weir: close embedded broker: %w", cerr)
@@ -420,6 +469,9 @@ func printBench(w io.Writer, spec benchSpec, results []benchResult) {
 	row("latency p99 ms", func(r *benchResult) float64 { return ms(r.p99) }, "%.2f")
 	row("latency p999 ms", func(r *benchResult) float64 { return ms(r.p999) }, "%.2f")
 	row("latency max ms", func(r *benchResult) float64 { return ms(r.max) }, "%.2f")
+	if !slices.ContainsFunc(results, func(r benchResult) bool { return r.brokerCPU == 0 }) {
+		row("broker CPU s (all phases)", func(r *benchResult) float64 { return r.brokerCPU.Seconds() }, "%.2f")
+	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\ntargets:")
