@@ -27,27 +27,18 @@ const groupSynopsis = `group <list|describe|create|delete|reset-offsets> [flags]
 
 Consume as a group member with 'weir consume TOPIC --group NAME'.`
 
+// groupSubcommands are the subcommands of group, in the order usage names them.
+var groupSubcommands = []subcommand{
+	{"list", "ls", runGroupList},
+	{"describe", "", runGroupDescribe},
+	{"create", "", runGroupCreate},
+	{"delete", "rm", runGroupDelete},
+	{"reset-offsets", "", runGroupResetOffsets},
+}
+
 // runGroup dispatches the consumer group subcommands.
 func runGroup(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("group", "missing subcommand: list, describe, create, delete or reset-offsets")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", groupSynopsis)
-		return nil
-	case "list", "ls":
-		return runGroupList(ctx, e, args[1:])
-	case "describe":
-		return runGroupDescribe(ctx, e, args[1:])
-	case "delete", "rm":
-		return runGroupDelete(ctx, e, args[1:])
-	case "create":
-		return runGroupCreate(ctx, e, args[1:])
-	case "reset-offsets":
-		return runGroupResetOffsets(ctx, e, args[1:])
-	}
-	return usagef("group", "unknown subcommand %q: want list, describe, create, delete or reset-offsets", args[0])
+	return e.runSubcommand(ctx, "group", groupSynopsis, groupSubcommands, args)
 }
 
 func runGroupList(ctx context.Context, e *env, args []string) error {

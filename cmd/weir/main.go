@@ -73,6 +73,37 @@ func commands() []command {
 	}
 }
 
+// subcommand is one subcommand of a command that has them (topic, group, tu).
+type subcommand struct {
+	name  string
+	alias string // "ls", "rm"; "" for none
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+// runSubcommand runs the subcommand of cmd that args[0] names; -h prints
+// "Usage: weir " and synopsis.
+func (e *env) runSubcommand(ctx context.Context, cmd, synopsis string, subs []subcommand, args []string) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(args) == 0 {
+		return usagef(cmd, "missing subcommand: %s", want)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: weir %s\n", synopsis)
+		return nil
+	}
+	for _, s := range subs {
+		if args[0] == s.name || (s.alias != "" && args[0] == s.alias) {
+			return s.run(ctx, e, args[1:])
+		}
+	}
+	return usagef(cmd, "unknown subcommand %q: want %s", args[0], want)
+}
+
 func lookupCommand(name string) (command, bool) {
 	if name == "hub" {
 		name = "topic"

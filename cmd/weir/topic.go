@@ -24,25 +24,17 @@ const topicSynopsis = `topic <create|list|describe|delete> [flags]   ("hub" is a
   weir topic describe NAME
   weir topic delete NAME`
 
+// topicSubcommands are the subcommands of topic, in the order usage names them.
+var topicSubcommands = []subcommand{
+	{"create", "", runTopicCreate},
+	{"list", "ls", runTopicList},
+	{"describe", "", runTopicDescribe},
+	{"delete", "rm", runTopicDelete},
+}
+
 // runTopic dispatches the topic subcommands.
 func runTopic(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("topic", "missing subcommand: create, list, describe or delete")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", topicSynopsis)
-		return nil
-	case "create":
-		return runTopicCreate(ctx, e, args[1:])
-	case "list", "ls":
-		return runTopicList(ctx, e, args[1:])
-	case "describe":
-		return runTopicDescribe(ctx, e, args[1:])
-	case "delete", "rm":
-		return runTopicDelete(ctx, e, args[1:])
-	}
-	return usagef("topic", "unknown subcommand %q: want create, list, describe or delete", args[0])
+	return e.runSubcommand(ctx, "topic", topicSynopsis, topicSubcommands, args)
 }
 
 // configFlag collects repeated --config key=value flags.

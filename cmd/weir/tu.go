@@ -27,21 +27,15 @@ Changes apply at once and are kept across broker restarts. They are the
 broker's dynamic configs weir.throughput.units, weir.auto.inflate.* and
 weir.topic.throughput.units.<topic>, so any Kafka admin tool can set them too.`
 
+// tuSubcommands are the subcommands of tu.
+var tuSubcommands = []subcommand{
+	{"show", "", runTUShow},
+	{"set", "", runTUSet},
+}
+
 // runTU dispatches the tu subcommands.
 func runTU(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("tu", "missing subcommand: show or set")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", tuSynopsis)
-		return nil
-	case "show":
-		return runTUShow(ctx, e, args[1:])
-	case "set":
-		return runTUSet(ctx, e, args[1:])
-	}
-	return usagef("tu", "unknown subcommand %q: want show or set", args[0])
+	return e.runSubcommand(ctx, "tu", tuSynopsis, tuSubcommands, args)
 }
 
 func runTUShow(ctx context.Context, e *env, args []string) error {
