@@ -273,3 +273,34 @@ func (e *env) parseFlags(fs *flag.FlagSet, cmd string, args []string) ([]string,
 		args = rest[1:]
 	}
 }
+
+// parseName parses args like parseFlags and returns the one NAME of kind
+// ("topic", "group") they must hold.
+func (e *env) parseName(fs *flag.FlagSet, cmd, kind string, args []string) (string, error) {
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return "", err
+	}
+	return oneName(cmd, kind, pos)
+}
+
+// oneName checks that pos is exactly one name of kind ("topic", "group").
+func oneName(cmd, kind string, pos []string) (string, error) {
+	switch {
+	case len(pos) == 0:
+		return "", usagef(cmd, "missing %s name", kind)
+	case len(pos) > 1:
+		return "", usagef(cmd, "want one %s name, got %d arguments", kind, len(pos))
+	case strings.TrimSpace(pos[0]) == "":
+		return "", usagef(cmd, "empty %s name", kind)
+	}
+	return pos[0], nil
+}
+
+// noArgs rejects positional arguments for a command that takes none.
+func noArgs(cmd string, pos []string) error {
+	if len(pos) > 0 {
+		return usagef(cmd, "unexpected argument %q", pos[0])
+	}
+	return nil
+}

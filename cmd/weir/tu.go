@@ -39,22 +39,9 @@ func runTU(ctx context.Context, e *env, args []string) error {
 }
 
 func runTUShow(ctx context.Context, e *env, args []string) error {
-	const cmd = "tu show"
-	fs := e.newFlagSet(cmd, "tu show [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(cmd, pos); err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return showTU(ctx, e, adm)
+	return e.runAdmin(ctx, "tu show", "", args, func(ctx context.Context, adm *kadm.Client, _ string) error {
+		return showTU(ctx, e, adm)
+	})
 }
 
 // showTU prints the broker's throughput settings.
