@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -47,7 +46,7 @@ func runGroupList(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("weir: list groups: %w", err)
 		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(e.stdout)
 		fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL-TYPE")
 		for _, g := range groups.Sorted() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, dash(g.State), dash(g.ProtocolType))
@@ -73,7 +72,7 @@ func runGroupDescribe(ctx context.Context, e *env, args []string) error {
 			return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
 		}
 		fmt.Fprintf(e.stdout, "group: %s\nstate: %s\nprotocol: %s\nmembers: %d\n", name, dash(l.State), dash(l.Protocol), len(l.Members))
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(e.stdout)
 		if len(l.Members) > 0 {
 			fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST\tPARTITIONS")
 			for _, m := range l.Members {

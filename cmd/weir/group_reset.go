@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -180,7 +179,7 @@ func runGroupResetOffsets(ctx context.Context, e *env, args []string) error {
 	}
 
 	plan := kadm.Offsets{}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCURRENT\tNEW")
 	for _, t := range names {
 		parts := topics[t]

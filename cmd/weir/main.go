@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 )
 
 // errUsage marks command-line mistakes; run answers them with exit code 2.
@@ -303,4 +304,10 @@ func noArgs(cmd string, pos []string) error {
 		return usagef(cmd, "unexpected argument %q", pos[0])
 	}
 	return nil
+}
+
+// newTable returns a writer that lines up the tab-separated columns of a
+// table the CLI prints to w; Flush writes it.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -91,7 +90,7 @@ func runTopicList(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("weir: list topics: %w", err)
 		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(e.stdout)
 		fmt.Fprintln(tw, "TOPIC\tPARTITIONS")
 		for _, t := range topics.Sorted() {
 			fmt.Fprintf(tw, "%s\t%d\n", t.Topic, len(t.Partitions))
@@ -135,7 +134,7 @@ func runTopicDescribe(ctx context.Context, e *env, args []string) error {
 		if detail.ID != (kadm.TopicID{}) {
 			fmt.Fprintf(e.stdout, "id: %s\n", detail.ID)
 		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(e.stdout)
 		fmt.Fprintln(tw, "PARTITION\tLEADER\tEARLIEST\tLATEST\tERROR")
 		for _, p := range detail.Partitions.Sorted() {
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.Partition, p.Leader,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -53,7 +52,7 @@ func showTU(ctx context.Context, e *env, adm *kadm.Client) error {
 	if err != nil {
 		return &BrokerError{Op: "show", Name: "throughput units", Err: err}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
 	found := false
 	for _, c := range rcs[0].Configs {
