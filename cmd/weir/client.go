@@ -98,6 +98,7 @@ func (e *BrokerError) Unwrap() []error {
 // adminTimeout bounds one admin command against the broker.
 const adminTimeout = 30 * time.Second
 
+// newAdmin connects an admin client for cf; the caller bounds its calls.
 func newAdmin(cf *clientFlags) (*kadm.Client, error) {
 	cl, err := cf.newClient()
 	if err != nil {
@@ -106,8 +107,8 @@ func newAdmin(cf *clientFlags) (*kadm.Client, error) {
 	return kadm.NewClient(cl), nil
 }
 
-// openAdmin connects an admin client for cf and bounds ctx by adminTimeout,
-// the frame of every admin subcommand; done closes both.
+// openAdmin connects an admin client for cf and bounds ctx by adminTimeout;
+// done closes both.
 func openAdmin(ctx context.Context, cf *clientFlags) (*kadm.Client, context.Context, func(), error) {
 	adm, err := newAdmin(cf)
 	if err != nil {
