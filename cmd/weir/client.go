@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -90,4 +93,58 @@ func (e *BrokerError) Unwrap() []error {
 		return []error{e.Err, ErrUnknownTopic}
 	}
 	return []error{e.Err}
+}
+
+// adminTimeout bounds one admin command against the broker.
+const adminTimeout = 30 * time.Second
+
+// newAdmin connects an admin client for cf; the caller bounds its calls.
+func newAdmin(cf *clientFlags) (*kadm.Client, error) {
+	cl, err := cf.newClient()
+	if err != nil {
+		return nil, err
+	}
+	return kadm.NewClient(cl), nil
+}
+
+// openAdmin connects an admin client for cf and bounds ctx by adminTimeout;
+// done closes both.
+func openAdmin(ctx context.Context, cf *clientFlags) (*kadm.Client, context.Context, func(), error) {
+	adm, err := newAdmin(cf)
+	if err != nil {
+		return nil, ctx, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	return adm, ctx, func() { cancel(); adm.Close() }, nil
+}
+
+// runAdmin is the frame of an admin subcommand that takes only the client
+// flags and, when kind is not "", one NAME of that kind ("topic", "group"):
+// it parses args, opens an admin client and runs body with it.
+func (e *env) runAdmin(ctx context.Context, cmd, kind string, args []string, body func(ctx context.Context, adm *kadm.Client, name string) error) error {
+	synopsis := cmd + " [flags]"
+	if kind != "" {
+		synopsis = cmd + " NAME [flags]"
+	}
+	fs := e.newFlagSet(cmd, synopsis)
+	cf := e.addClientFlags(fs)
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return err
+	}
+	var name string
+	if kind == "" {
+		err = noArgs(cmd, pos)
+	} else {
+		name, err = oneName(cmd, kind, pos)
+	}
+	if err != nil {
+		return err
+	}
+	adm, ctx, done, err := openAdmin(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return body(ctx, adm, name)
 }

@@ -64,11 +64,7 @@ Stops after --count records, at the end of every partition with
 	format := fs.String("format", "text", "output `format`: text, value or json")
 	exitAtEnd := fs.Bool("exit-at-end", false, "stop at the end of every partition (as of start)")
 	group := fs.String("group", "", "consume as a member of consumer `group` NAME and commit what was printed; --from applies only where the group has no committed offset")
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	topic, err := oneTopic(cmd, pos)
+	topic, err := e.parseName(fs, cmd, "topic", args)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -27,140 +26,90 @@ const groupSynopsis = `group <list|describe|create|delete|reset-offsets> [flags]
 
 Consume as a group member with 'weir consume TOPIC --group NAME'.`
 
+// groupSubcommands are the subcommands of group, in the order usage names them.
+var groupSubcommands = []subcommand{
+	{"list", "ls", runGroupList},
+	{"describe", "", runGroupDescribe},
+	{"create", "", runGroupCreate},
+	{"delete", "rm", runGroupDelete},
+	{"reset-offsets", "", runGroupResetOffsets},
+}
+
 // runGroup dispatches the consumer group subcommands.
 func runGroup(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("group", "missing subcommand: list, describe, create, delete or reset-offsets")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", groupSynopsis)
-		return nil
-	case "list", "ls":
-		return runGroupList(ctx, e, args[1:])
-	case "describe":
-		return runGroupDescribe(ctx, e, args[1:])
-	case "delete", "rm":
-		return runGroupDelete(ctx, e, args[1:])
-	case "create":
-		return runGroupCreate(ctx, e, args[1:])
-	case "reset-offsets":
-		return runGroupResetOffsets(ctx, e, args[1:])
-	}
-	return usagef("group", "unknown subcommand %q: want list, describe, create, delete or reset-offsets", args[0])
+	return e.runSubcommand(ctx, "group", groupSynopsis, groupSubcommands, args)
 }
 
 func runGroupList(ctx context.Context, e *env, args []string) error {
-	const cmd = "group list"
-	fs := e.newFlagSet(cmd, "group list [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(cmd, pos); err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	groups, err := adm.ListGroups(ctx)
-	if err != nil {
-		return fmt.Errorf("weir: list groups: %w", err)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL-TYPE")
-	for _, g := range groups.Sorted() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, dash(g.State), dash(g.ProtocolType))
-	}
-	return tw.Flush()
+	return e.runAdmin(ctx, "group list", "", args, func(ctx context.Context, adm *kadm.Client, _ string) error {
+		groups, err := adm.ListGroups(ctx)
+		if err != nil {
+			return fmt.Errorf("weir: list groups: %w", err)
+		}
+		tw := newTable(e.stdout)
+		fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL-TYPE")
+		for _, g := range groups.Sorted() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, dash(g.State), dash(g.ProtocolType))
+		}
+		return tw.Flush()
+	})
 }
 
 func runGroupDescribe(ctx context.Context, e *env, args []string) error {
-	const cmd = "group describe"
-	fs := e.newFlagSet(cmd, "group describe NAME [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(cmd, "group", pos)
-	if err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	lags, err := adm.Lag(ctx, name)
-	if err != nil {
-		return &BrokerError{Op: "describe group", Name: name, Err: err}
-	}
-	l, ok := lags[name]
-	if !ok {
-		return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
-	}
-	if err := l.Error(); err != nil {
-		return &BrokerError{Op: "describe group", Name: name, Err: err}
-	}
-	if l.State == "Dead" {
-		return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
-	}
-	fmt.Fprintf(e.stdout, "group: %s\nstate: %s\nprotocol: %s\nmembers: %d\n", name, dash(l.State), dash(l.Protocol), len(l.Members))
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	if len(l.Members) > 0 {
-		fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST\tPARTITIONS")
-		for _, m := range l.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.MemberID, dash(m.ClientID), dash(m.ClientHost), ownedPartitions(m))
+	return e.runAdmin(ctx, "group describe", "group", args, func(ctx context.Context, adm *kadm.Client, name string) error {
+		lags, err := adm.Lag(ctx, name)
+		if err != nil {
+			return &BrokerError{Op: "describe group", Name: name, Err: err}
+		}
+		l, ok := lags[name]
+		if !ok {
+			return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
+		}
+		if err := l.Error(); err != nil {
+			return &BrokerError{Op: "describe group", Name: name, Err: err}
+		}
+		if l.State == "Dead" {
+			return &BrokerError{Op: "describe group", Name: name, Err: kerr.GroupIDNotFound}
+		}
+		fmt.Fprintf(e.stdout, "group: %s\nstate: %s\nprotocol: %s\nmembers: %d\n", name, dash(l.State), dash(l.Protocol), len(l.Members))
+		tw := newTable(e.stdout)
+		if len(l.Members) > 0 {
+			fmt.Fprintln(tw, "MEMBER\tCLIENT-ID\tHOST\tPARTITIONS")
+			for _, m := range l.Members {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.MemberID, dash(m.ClientID), dash(m.ClientHost), ownedPartitions(m))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
+		for _, p := range l.Lag.Sorted() {
+			member := "-"
+			if p.Member != nil {
+				member = p.Member.MemberID
+			}
+			lag := fmt.Sprint(p.Lag)
+			if p.Err != nil {
+				lag = errText(p.Err)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, p.Commit.At, p.End.Offset, lag, member)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-	}
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
-	for _, p := range l.Lag.Sorted() {
-		member := "-"
-		if p.Member != nil {
-			member = p.Member.MemberID
-		}
-		lag := fmt.Sprint(p.Lag)
-		if p.Err != nil {
-			lag = errText(p.Err)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, p.Commit.At, p.End.Offset, lag, member)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "total lag: %d\n", l.Lag.Total())
-	return nil
+		fmt.Fprintf(e.stdout, "total lag: %d\n", l.Lag.Total())
+		return nil
+	})
 }
 
 func runGroupDelete(ctx context.Context, e *env, args []string) error {
-	const cmd = "group delete"
-	fs := e.newFlagSet(cmd, "group delete NAME [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(cmd, "group", pos)
-	if err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	if _, err := adm.DeleteGroup(ctx, name); err != nil {
-		return &BrokerError{Op: "delete group", Name: name, Err: err}
-	}
-	fmt.Fprintf(e.stdout, "deleted group %s\n", name)
-	return nil
+	return e.runAdmin(ctx, "group delete", "group", args, func(ctx context.Context, adm *kadm.Client, name string) error {
+		if _, err := adm.DeleteGroup(ctx, name); err != nil {
+			return &BrokerError{Op: "delete group", Name: name, Err: err}
+		}
+		fmt.Fprintf(e.stdout, "deleted group %s\n", name)
+		return nil
+	})
 }
 
 // ownedPartitions formats a member's assignment as "topic:0,1 other:3",
@@ -185,19 +134,6 @@ func ownedPartitions(m kadm.DescribedGroupMember) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
-}
-
-// oneName checks that pos is exactly one name of kind ("topic", "group").
-func oneName(cmd, kind string, pos []string) (string, error) {
-	switch {
-	case len(pos) == 0:
-		return "", usagef(cmd, "missing %s name", kind)
-	case len(pos) > 1:
-		return "", usagef(cmd, "want one %s name, got %d arguments", kind, len(pos))
-	case strings.TrimSpace(pos[0]) == "":
-		return "", usagef(cmd, "empty %s name", kind)
-	}
-	return pos[0], nil
 }
 
 func dash(s string) string {

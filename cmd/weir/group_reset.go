@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -25,11 +24,7 @@ func runGroupCreate(ctx context.Context, e *env, args []string) error {
 	const cmd = "group create"
 	fs := e.newFlagSet(cmd, "group create NAME [flags]")
 	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(cmd, "group", pos)
+	name, err := e.parseName(fs, cmd, "group", args)
 	if err != nil {
 		return err
 	}
@@ -101,11 +96,7 @@ func runGroupResetOffsets(ctx context.Context, e *env, args []string) error {
 	toOffset := fs.Int64("to-offset", -1, "reset to `offset` (clamped to the log's start and end)")
 	toDatetime := fs.String("to-datetime", "", "reset to the first offset at or after `time` (RFC 3339, e.g. 2026-01-02T15:04:05Z)")
 	execute := fs.Bool("execute", false, "commit the new offsets (without it, only print the plan)")
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(cmd, "group", pos)
+	name, err := e.parseName(fs, cmd, "group", args)
 	if err != nil {
 		return err
 	}
@@ -188,7 +179,7 @@ func runGroupResetOffsets(ctx context.Context, e *env, args []string) error {
 	}
 
 	plan := kadm.Offsets{}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCURRENT\tNEW")
 	for _, t := range names {
 		parts := topics[t]

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 )
 
 // errUsage marks command-line mistakes; run answers them with exit code 2.
@@ -71,6 +72,37 @@ func commands() []command {
 		{"tu", "show or set throughput units and auto-inflate", runTU},
 		{"bench", "benchmark weir against an in-memory kfake cluster", runBench},
 	}
+}
+
+// subcommand is one subcommand of a command that has them (topic, group, tu).
+type subcommand struct {
+	name  string
+	alias string // "ls", "rm"; "" for none
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+// runSubcommand runs the subcommand of cmd that args[0] names; -h prints
+// "Usage: weir " and synopsis.
+func (e *env) runSubcommand(ctx context.Context, cmd, synopsis string, subs []subcommand, args []string) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(args) == 0 {
+		return usagef(cmd, "missing subcommand: %s", want)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(e.stdout, "Usage: weir %s\n", synopsis)
+		return nil
+	}
+	for _, s := range subs {
+		if args[0] == s.name || (s.alias != "" && args[0] == s.alias) {
+			return s.run(ctx, e, args[1:])
+		}
+	}
+	return usagef(cmd, "unknown subcommand %q: want %s", args[0], want)
 }
 
 func lookupCommand(name string) (command, bool) {
@@ -241,4 +273,41 @@ func (e *env) parseFlags(fs *flag.FlagSet, cmd string, args []string) ([]string,
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// parseName parses args like parseFlags and returns the one NAME of kind
+// ("topic", "group") they must hold.
+func (e *env) parseName(fs *flag.FlagSet, cmd, kind string, args []string) (string, error) {
+	pos, err := e.parseFlags(fs, cmd, args)
+	if err != nil {
+		return "", err
+	}
+	return oneName(cmd, kind, pos)
+}
+
+// oneName checks that pos is exactly one name of kind ("topic", "group").
+func oneName(cmd, kind string, pos []string) (string, error) {
+	switch {
+	case len(pos) == 0:
+		return "", usagef(cmd, "missing %s name", kind)
+	case len(pos) > 1:
+		return "", usagef(cmd, "want one %s name, got %d arguments", kind, len(pos))
+	case strings.TrimSpace(pos[0]) == "":
+		return "", usagef(cmd, "empty %s name", kind)
+	}
+	return pos[0], nil
+}
+
+// noArgs rejects positional arguments for a command that takes none.
+func noArgs(cmd string, pos []string) error {
+	if len(pos) > 0 {
+		return usagef(cmd, "unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
+// newTable returns a writer that lines up the tab-separated columns of a
+// table the CLI prints to w; Flush writes it.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }

@@ -37,11 +37,7 @@ make the exit code 1.`)
 	partition := fs.Int("partition", -1, "write every record to this `partition` (default: hash of the key, or round robin)")
 	keySep := fs.String("key-separator", "", "split each line into key and value at the first `separator` (default: no key)")
 	acks := fs.String("acks", "all", "required `acks`: all, 1 or 0")
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	topic, err := oneTopic(cmd, pos)
+	topic, err := e.parseName(fs, cmd, "topic", args)
 	if err != nil {
 		return err
 	}

@@ -6,16 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// adminTimeout bounds one admin command against the broker.
-const adminTimeout = 30 * time.Second
 
 const topicSynopsis = `topic <create|list|describe|delete> [flags]   ("hub" is an alias of "topic")
 
@@ -24,25 +19,17 @@ const topicSynopsis = `topic <create|list|describe|delete> [flags]   ("hub" is a
   weir topic describe NAME
   weir topic delete NAME`
 
+// topicSubcommands are the subcommands of topic, in the order usage names them.
+var topicSubcommands = []subcommand{
+	{"create", "", runTopicCreate},
+	{"list", "ls", runTopicList},
+	{"describe", "", runTopicDescribe},
+	{"delete", "rm", runTopicDelete},
+}
+
 // runTopic dispatches the topic subcommands.
 func runTopic(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("topic", "missing subcommand: create, list, describe or delete")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", topicSynopsis)
-		return nil
-	case "create":
-		return runTopicCreate(ctx, e, args[1:])
-	case "list", "ls":
-		return runTopicList(ctx, e, args[1:])
-	case "describe":
-		return runTopicDescribe(ctx, e, args[1:])
-	case "delete", "rm":
-		return runTopicDelete(ctx, e, args[1:])
-	}
-	return usagef("topic", "unknown subcommand %q: want create, list, describe or delete", args[0])
+	return e.runSubcommand(ctx, "topic", topicSynopsis, topicSubcommands, args)
 }
 
 // configFlag collects repeated --config key=value flags.
@@ -66,33 +53,6 @@ func (c configFlag) Set(s string) error {
 	return nil
 }
 
-func newAdmin(cf *clientFlags) (*kadm.Client, error) {
-	cl, err := cf.newClient()
-	if err != nil {
-		return nil, err
-	}
-	return kadm.NewClient(cl), nil
-}
-
-// openAdmin connects an admin client for cf and bounds ctx by adminTimeout,
-// the frame of every admin subcommand; done closes both.
-func openAdmin(ctx context.Context, cf *clientFlags) (*kadm.Client, context.Context, func(), error) {
-	adm, err := newAdmin(cf)
-	if err != nil {
-		return nil, ctx, nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	return adm, ctx, func() { cancel(); adm.Close() }, nil
-}
-
-// noArgs rejects positional arguments for a command that takes none.
-func noArgs(cmd string, pos []string) error {
-	if len(pos) > 0 {
-		return usagef(cmd, "unexpected argument %q", pos[0])
-	}
-	return nil
-}
-
 func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	const cmd = "topic create"
 	fs := e.newFlagSet(cmd, "topic create NAME --partitions N [--config key=value]... [--replication-factor N]")
@@ -101,11 +61,7 @@ func runTopicCreate(ctx context.Context, e *env, args []string) error {
 	rf := fs.Int("replication-factor", 1, "replication `factor` (weir keeps one copy; >1 is accepted as 1 unless the broker is strict)")
 	configs := configFlag{}
 	fs.Var(configs, "config", "topic config `key=value` (repeatable), e.g. retention.ms=3600000")
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneTopic(cmd, pos)
+	name, err := e.parseName(fs, cmd, "topic", args)
 	if err != nil {
 		return err
 	}
@@ -129,107 +85,79 @@ func runTopicCreate(ctx context.Context, e *env, args []string) error {
 }
 
 func runTopicList(ctx context.Context, e *env, args []string) error {
-	const cmd = "topic list"
-	fs := e.newFlagSet(cmd, "topic list [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(cmd, pos); err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	topics, err := adm.ListTopics(ctx)
-	if err != nil {
-		return fmt.Errorf("weir: list topics: %w", err)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITIONS")
-	for _, t := range topics.Sorted() {
-		fmt.Fprintf(tw, "%s\t%d\n", t.Topic, len(t.Partitions))
-	}
-	return tw.Flush()
+	return e.runAdmin(ctx, "topic list", "", args, func(ctx context.Context, adm *kadm.Client, _ string) error {
+		topics, err := adm.ListTopics(ctx)
+		if err != nil {
+			return fmt.Errorf("weir: list topics: %w", err)
+		}
+		tw := newTable(e.stdout)
+		fmt.Fprintln(tw, "TOPIC\tPARTITIONS")
+		for _, t := range topics.Sorted() {
+			fmt.Fprintf(tw, "%s\t%d\n", t.Topic, len(t.Partitions))
+		}
+		return tw.Flush()
+	})
 }
 
 func runTopicDescribe(ctx context.Context, e *env, args []string) error {
-	const cmd = "topic describe"
-	fs := e.newFlagSet(cmd, "topic describe NAME [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneTopic(cmd, pos)
-	if err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	detail, err := describeTopic(ctx, adm, name)
-	if err != nil {
-		return err
-	}
-	starts, err := adm.ListStartOffsets(ctx, name)
-	if err != nil {
-		return &BrokerError{Op: "list start offsets of", Name: name, Err: err}
-	}
-	ends, err := adm.ListEndOffsets(ctx, name)
-	if err != nil {
-		return &BrokerError{Op: "list end offsets of", Name: name, Err: err}
-	}
-	var overrides []kadm.Config
-	rcs, err := adm.DescribeTopicConfigs(ctx, name)
-	if err == nil {
-		var rc kadm.ResourceConfig
-		if rc, err = rcs.On(name, nil); err == nil {
-			err = rc.Err
-			for _, c := range rc.Configs {
-				if c.Source == kmsg.ConfigSourceDynamicTopicConfig {
-					overrides = append(overrides, c)
+	return e.runAdmin(ctx, "topic describe", "topic", args, func(ctx context.Context, adm *kadm.Client, name string) error {
+		detail, err := describeTopic(ctx, adm, name)
+		if err != nil {
+			return err
+		}
+		starts, err := adm.ListStartOffsets(ctx, name)
+		if err != nil {
+			return &BrokerError{Op: "list start offsets of", Name: name, Err: err}
+		}
+		ends, err := adm.ListEndOffsets(ctx, name)
+		if err != nil {
+			return &BrokerError{Op: "list end offsets of", Name: name, Err: err}
+		}
+		var overrides []kadm.Config
+		rcs, err := adm.DescribeTopicConfigs(ctx, name)
+		if err == nil {
+			var rc kadm.ResourceConfig
+			if rc, err = rcs.On(name, nil); err == nil {
+				err = rc.Err
+				for _, c := range rc.Configs {
+					if c.Source == kmsg.ConfigSourceDynamicTopicConfig {
+						overrides = append(overrides, c)
+					}
 				}
 			}
 		}
-	}
-	if err != nil {
-		return &BrokerError{Op: "describe configs of", Name: name, Err: err}
-	}
-
-	fmt.Fprintf(e.stdout, "topic: %s\npartitions: %d\n", name, len(detail.Partitions))
-	if detail.ID != (kadm.TopicID{}) {
-		fmt.Fprintf(e.stdout, "id: %s\n", detail.ID)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tLEADER\tEARLIEST\tLATEST\tERROR")
-	for _, p := range detail.Partitions.Sorted() {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.Partition, p.Leader,
-			offsetText(starts, name, p.Partition), offsetText(ends, name, p.Partition), errText(p.Err))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	slices.SortFunc(overrides, func(a, b kadm.Config) int { return strings.Compare(a.Key, b.Key) })
-	if len(overrides) == 0 {
-		fmt.Fprintln(e.stdout, "configs: (all defaults)")
-		return nil
-	}
-	fmt.Fprintln(e.stdout, "configs:")
-	for _, c := range overrides {
-		v := c.MaybeValue()
-		if c.Sensitive {
-			v = "(sensitive)"
+		if err != nil {
+			return &BrokerError{Op: "describe configs of", Name: name, Err: err}
 		}
-		fmt.Fprintf(e.stdout, "  %s=%s\n", c.Key, v)
-	}
-	return nil
+
+		fmt.Fprintf(e.stdout, "topic: %s\npartitions: %d\n", name, len(detail.Partitions))
+		if detail.ID != (kadm.TopicID{}) {
+			fmt.Fprintf(e.stdout, "id: %s\n", detail.ID)
+		}
+		tw := newTable(e.stdout)
+		fmt.Fprintln(tw, "PARTITION\tLEADER\tEARLIEST\tLATEST\tERROR")
+		for _, p := range detail.Partitions.Sorted() {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.Partition, p.Leader,
+				offsetText(starts, name, p.Partition), offsetText(ends, name, p.Partition), errText(p.Err))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		slices.SortFunc(overrides, func(a, b kadm.Config) int { return strings.Compare(a.Key, b.Key) })
+		if len(overrides) == 0 {
+			fmt.Fprintln(e.stdout, "configs: (all defaults)")
+			return nil
+		}
+		fmt.Fprintln(e.stdout, "configs:")
+		for _, c := range overrides {
+			v := c.MaybeValue()
+			if c.Sensitive {
+				v = "(sensitive)"
+			}
+			fmt.Fprintf(e.stdout, "  %s=%s\n", c.Key, v)
+		}
+		return nil
+	})
 }
 
 // describeTopic returns the metadata of one topic, or a *BrokerError
@@ -272,29 +200,12 @@ func errText(err error) string {
 }
 
 func runTopicDelete(ctx context.Context, e *env, args []string) error {
-	const cmd = "topic delete"
-	fs := e.newFlagSet(cmd, "topic delete NAME [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	name, err := oneTopic(cmd, pos)
-	if err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := adm.DeleteTopic(ctx, name)
-	if err != nil {
-		return &BrokerError{Op: "delete topic", Name: name, Err: err, Message: resp.ErrMessage}
-	}
-	fmt.Fprintf(e.stdout, "deleted topic %s\n", name)
-	return nil
+	return e.runAdmin(ctx, "topic delete", "topic", args, func(ctx context.Context, adm *kadm.Client, name string) error {
+		resp, err := adm.DeleteTopic(ctx, name)
+		if err != nil {
+			return &BrokerError{Op: "delete topic", Name: name, Err: err, Message: resp.ErrMessage}
+		}
+		fmt.Fprintf(e.stdout, "deleted topic %s\n", name)
+		return nil
+	})
 }
-
-// oneTopic checks that pos is exactly one topic name.
-func oneTopic(cmd string, pos []string) (string, error) { return oneName(cmd, "topic", pos) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,40 +26,21 @@ Changes apply at once and are kept across broker restarts. They are the
 broker's dynamic configs weir.throughput.units, weir.auto.inflate.* and
 weir.topic.throughput.units.<topic>, so any Kafka admin tool can set them too.`
 
+// tuSubcommands are the subcommands of tu.
+var tuSubcommands = []subcommand{
+	{"show", "", runTUShow},
+	{"set", "", runTUSet},
+}
+
 // runTU dispatches the tu subcommands.
 func runTU(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("tu", "missing subcommand: show or set")
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: weir %s\n", tuSynopsis)
-		return nil
-	case "show":
-		return runTUShow(ctx, e, args[1:])
-	case "set":
-		return runTUSet(ctx, e, args[1:])
-	}
-	return usagef("tu", "unknown subcommand %q: want show or set", args[0])
+	return e.runSubcommand(ctx, "tu", tuSynopsis, tuSubcommands, args)
 }
 
 func runTUShow(ctx context.Context, e *env, args []string) error {
-	const cmd = "tu show"
-	fs := e.newFlagSet(cmd, "tu show [flags]")
-	cf := e.addClientFlags(fs)
-	pos, err := e.parseFlags(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(cmd, pos); err != nil {
-		return err
-	}
-	adm, ctx, done, err := openAdmin(ctx, cf)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return showTU(ctx, e, adm)
+	return e.runAdmin(ctx, "tu show", "", args, func(ctx context.Context, adm *kadm.Client, _ string) error {
+		return showTU(ctx, e, adm)
+	})
 }
 
 // showTU prints the broker's throughput settings.
@@ -72,7 +52,7 @@ func showTU(ctx context.Context, e *env, adm *kadm.Client) error {
 	if err != nil {
 		return &BrokerError{Op: "show", Name: "throughput units", Err: err}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
 	found := false
 	for _, c := range rcs[0].Configs {
