@@ -410,9 +410,12 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// TestBench runs the bench as users do: weir serve and kfake each in a
+// child process (this test binary, acting as weir).
 func TestBench(t *testing.T) {
+	t.Setenv("WEIR_TEST_AS_MAIN", "1") // for the children started from os.Executable()
 	out := mustWeir(t, nil, "bench", "--records", "20000", "--duration", "300ms", "--partitions", "4")
-	for _, want := range []string{"produce records/s", "consume MB/s", "latency p99 ms", "weir/kfake", "targets:"} {
+	for _, want := range []string{"produce records/s", "consume MB/s", "latency p99 ms", "weir/kfake", "targets:", "broker CPU s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bench output does not contain %q:\n%s", want, out)
 		}
@@ -420,6 +423,18 @@ func TestBench(t *testing.T) {
 	m := regexp.MustCompile(`latency acked records\s+(\d+)\s+(\d+)`).FindStringSubmatch(out)
 	if m == nil || m[1] == "0" || m[2] == "0" {
 		t.Errorf("latency phase acked no records:\n%s", out)
+	}
+}
+
+// TestBenchInProcess runs both brokers inside the bench process.
+func TestBenchInProcess(t *testing.T) {
+	out := mustWeir(t, nil, "bench", "--in-process", "--records", "20000", "--duration", "300ms", "--partitions", "4")
+	m := regexp.MustCompile(`latency acked records\s+(\d+)\s+(\d+)`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" || m[2] == "0" {
+		t.Errorf("latency phase acked no records:\n%s", out)
+	}
+	if strings.Contains(out, "broker CPU s") {
+		t.Errorf("in-process bench printed a broker process's CPU time:\n%s", out)
 	}
 }
 
