@@ -3,6 +3,8 @@ package weir
 import (
 	"crypto/tls"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -188,4 +190,27 @@ func (c *clientConfig) kgoClientOpts() []kgo.Opt {
 		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
 	}
 	return opts
+}
+
+// backoff is the SDK's one retry backoff: exponential from first, doubling
+// up to max, each delay with ±20% jitter so that a fleet retrying the same
+// fault does not retry in step. tries counts failures so far, from 1. Each
+// caller keeps its own first and max.
+func backoff(first, max time.Duration) func(tries int) time.Duration {
+	return func(tries int) time.Duration {
+		d := first
+		for i := 1; i < tries && d < max; i++ {
+			if d > max/2 {
+				d = max
+				break
+			}
+			d *= 2
+		}
+		d = min(d, max)
+		jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+		if jitter > 0 && d > math.MaxInt64-jitter {
+			return d
+		}
+		return d + jitter
+	}
 }

@@ -249,9 +249,10 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		return err
 	}
 	var (
-		backoff time.Duration
+		fails   int // polls in a row with a transient error
 		lastLog time.Time
 		topic   = p.cfg.client.topic
+		wait    = backoff(pollBackoffFirst, pollBackoffMax)
 	)
 	for {
 		fs := cl.PollRecords(ctx, maxPoll)
@@ -318,17 +319,17 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		if transient == nil {
-			backoff = 0
+			fails = 0
 			continue
 		}
 		// kgo retries and reconnects by itself; we only slow the loop and
 		// the log down so that an outage does not spin.
-		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+		fails++
 		if time.Since(lastLog) >= fetchErrorLog {
 			lastLog = time.Now()
 			p.log.Warn("transient fetch error, retrying", "err", transient, "retryable", retryable(transient))
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !sleepCtx(ctx, wait(fails)) {
 			return nil
 		}
 	}
@@ -442,8 +443,8 @@ func (p *Processor) startOffset(ctx context.Context, cl *kgo.Client, part int32)
 // Transient errors are retried with backoff until ctx ends.
 func (p *Processor) checkTopic(ctx context.Context, cl *kgo.Client) error {
 	topic := p.cfg.client.topic
-	backoff := 50 * time.Millisecond
-	for {
+	wait := backoff(topicCheckBackoffFirst, topicCheckBackoffMax)
+	for tries := 1; ; tries++ {
 		exists, err := p.topicExists(ctx, cl)
 		if err == nil {
 			if !exists {
@@ -457,11 +458,11 @@ func (p *Processor) checkTopic(ctx context.Context, cl *kgo.Client) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.log.Warn("checking the topic failed, retrying", "err", err, "backoff", backoff)
-		if !sleepCtx(ctx, backoff) {
+		d := wait(tries)
+		p.log.Warn("checking the topic failed, retrying", "err", err, "backoff", d)
+		if !sleepCtx(ctx, d) {
 			return nil
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -121,6 +121,18 @@ const (
 	fetchErrorLog = 5 * time.Second
 )
 
+// The processor's own backoffs, all by backoff() (±20% jitter): between
+// polls while fetches fail, between tries of the topic check at start, and
+// between dead-letter produces. Handler retries use HandlerRetries'.
+const (
+	pollBackoffFirst       = 50 * time.Millisecond
+	pollBackoffMax         = time.Second
+	topicCheckBackoffFirst = 50 * time.Millisecond
+	topicCheckBackoffMax   = 2 * time.Second
+	deadLetterBackoffFirst = 100 * time.Millisecond
+	deadLetterBackoffMax   = 5 * time.Second
+)
+
 // enqueue hands a fetched batch to the runner without blocking, pausing the
 // partition's fetching if the runner is behind.
 func (r *partitionRunner) enqueue(batch []*kgo.Record) {
@@ -424,7 +436,7 @@ func (r *partitionRunner) schedule(sched *keyScheduler, batch []*kgo.Record) {
 func (r *partitionRunner) process(rec *kgo.Record, timed bool, weight uint64) (outcome, time.Duration) {
 	p := r.p
 	c := &p.cfg
-	backoff := c.backoffMin
+	wait := backoff(c.backoffMin, c.backoffMax)
 	var (
 		err   error
 		took  time.Duration
@@ -452,10 +464,9 @@ func (r *partitionRunner) process(rec *kgo.Record, timed bool, weight uint64) (o
 		if attempt >= c.maxAttempts {
 			break
 		}
-		if !sleepCtx(r.ctx, backoff) {
+		if !sleepCtx(r.ctx, wait(attempt)) {
 			return outcomeCanceled, took
 		}
-		backoff = min(2*backoff, c.backoffMax)
 		timed, weight = true, 1 // a retrying handler is slow anyway
 	}
 	if c.onFailure == DeadLetter {
@@ -508,8 +519,8 @@ func (r *partitionRunner) deadLetter(rec *kgo.Record, herr error, attempts int) 
 			kgo.RecordHeader{Key: HeaderAttempts, Value: strconv.AppendInt(nil, int64(attempts), 10)},
 		),
 	}
-	backoff := 100 * time.Millisecond
-	for {
+	wait := backoff(deadLetterBackoffFirst, deadLetterBackoffMax)
+	for tries := 1; ; tries++ {
 		err := r.cl.ProduceSync(r.ctx, dl).FirstErr()
 		if err == nil {
 			p.counters.deadLettered.Add(1)
@@ -523,10 +534,9 @@ func (r *partitionRunner) deadLetter(rec *kgo.Record, herr error, attempts int) 
 		if !retryable(err) {
 			return r.halt(rec, errors.Join(herr, fatal(err, p.cfg.deadLetter)), attempts)
 		}
-		if !sleepCtx(r.ctx, backoff) {
+		if !sleepCtx(r.ctx, wait(tries)) {
 			return outcomeCanceled
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
