@@ -1,6 +1,7 @@
 package weir
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"math"
@@ -213,4 +214,36 @@ func backoff(first, max time.Duration) func(tries int) time.Duration {
 		}
 		return d + jitter
 	}
+}
+
+// kgoLogger sends franz-go's logs to slog, for the producer and the
+// processor alike. franz-go's info level is chatty (metadata refreshes,
+// connections), so it goes to slog's debug level, and franz-go's debug
+// level below that.
+type kgoLogger struct{ l *slog.Logger }
+
+func kgoToSlog(level kgo.LogLevel) slog.Level {
+	switch level {
+	case kgo.LogLevelError:
+		return slog.LevelError
+	case kgo.LogLevelWarn:
+		return slog.LevelWarn
+	case kgo.LogLevelInfo:
+		return slog.LevelDebug
+	}
+	return slog.LevelDebug - 4
+}
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	ctx := context.Background()
+	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
+		if k.l.Enabled(ctx, kgoToSlog(lv)) {
+			return lv
+		}
+	}
+	return kgo.LogLevelNone
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
 }

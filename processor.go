@@ -208,7 +208,12 @@ func (p *Processor) Run(ctx context.Context, h Handler) error {
 
 func (p *Processor) kgoOpts() []kgo.Opt {
 	c := &p.cfg
-	opts := []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}
+	// Defaults that KgoOpts may replace: the balancer, and kgo's logs
+	// through the processor's slog logger (as the producer's).
+	opts := []kgo.Opt{
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.WithLogger(kgoLogger{p.log}),
+	}
 	opts = append(opts, c.client.kgoClientOpts()...)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.group),

@@ -2,6 +2,8 @@ package weir_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +52,88 @@ func TestProcessorHandlerRetriesBackOff(t *testing.T) {
 		nominal *= time.Millisecond
 		if gap := calls[i+1].Sub(calls[i]); gap < nominal-nominal/5 {
 			t.Errorf("wait before attempt %d: %v, want at least %v (%v -20%%)", i+2, gap, nominal-nominal/5, nominal)
+		}
+	}
+}
+
+// capture is a slog handler that keeps every record it is given.
+type capture struct {
+	mu    sync.Mutex
+	recs  []slog.Record
+	attrs []slog.Attr
+}
+
+func (c *capture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *capture) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r = r.Clone()
+	r.AddAttrs(c.attrs...)
+	c.recs = append(c.recs, r)
+	return nil
+}
+func (c *capture) WithAttrs(as []slog.Attr) slog.Handler {
+	return &captureWith{c, as}
+}
+func (c *capture) WithGroup(string) slog.Handler { return c }
+
+type captureWith struct {
+	*capture
+	with []slog.Attr
+}
+
+func (c *captureWith) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(c.with...)
+	return c.capture.Handle(ctx, r)
+}
+func (c *captureWith) WithAttrs(as []slog.Attr) slog.Handler {
+	return &captureWith{c.capture, append(append([]slog.Attr(nil), c.with...), as...)}
+}
+
+// kgoRecords returns the captured records that came from kgo, with their
+// group attribute.
+func (c *capture) kgoRecords() (msgs []string, groups []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.recs {
+		if !strings.HasPrefix(r.Message, "kgo: ") {
+			continue
+		}
+		msgs = append(msgs, r.Message)
+		group := ""
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "group" {
+				group = a.Value.String()
+			}
+			return true
+		})
+		groups = append(groups, group)
+	}
+	return msgs, groups
+}
+
+// TestProcessorLogsKgoThroughItsLogger checks that kgo's messages reach the
+// processor's slog logger (as the producer's do), with the processor's
+// attributes, and at debug level for kgo's info.
+func TestProcessorLogsKgoThroughItsLogger(t *testing.T) {
+	seeds := kfakeBroker(t, 1, "logged")
+	c := &capture{}
+	in := startInstance(t, "a", weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		weir.Brokers(seeds...), weir.Topic("logged"), weir.Group("g"), weir.Logger(slog.New(c)), fastGroup())
+	defer in.stop(t)
+	select {
+	case <-in.p.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready after 30s")
+	}
+	msgs, groups := c.kgoRecords()
+	if len(msgs) == 0 {
+		t.Fatal("no kgo log record reached the processor's logger")
+	}
+	for i, g := range groups {
+		if g != "g" {
+			t.Fatalf("kgo record %q has group %q, want the processor's attributes (group g)", msgs[i], g)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package weir
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -155,35 +154,4 @@ func (c *producerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.retried, float64(s.Retried))
 	counter(c.throttled, float64(s.Throttled))
 	counter(c.throttleTime, s.ThrottleTime.Seconds())
-}
-
-// kgoLogger sends franz-go's logs to slog. franz-go's info level is chatty
-// (metadata refreshes, connections), so it goes to slog's debug level, and
-// franz-go's debug level below that.
-type kgoLogger struct{ l *slog.Logger }
-
-func kgoToSlog(level kgo.LogLevel) slog.Level {
-	switch level {
-	case kgo.LogLevelError:
-		return slog.LevelError
-	case kgo.LogLevelWarn:
-		return slog.LevelWarn
-	case kgo.LogLevelInfo:
-		return slog.LevelDebug
-	}
-	return slog.LevelDebug - 4
-}
-
-func (k kgoLogger) Level() kgo.LogLevel {
-	ctx := context.Background()
-	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
-		if k.l.Enabled(ctx, kgoToSlog(lv)) {
-			return lv
-		}
-	}
-	return kgo.LogLevelNone
-}
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
 }
