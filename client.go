@@ -9,7 +9,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
@@ -214,6 +216,39 @@ func backoff(first, max time.Duration) func(tries int) time.Duration {
 		}
 		return d + jitter
 	}
+}
+
+// topicPartitions is the producer's and the processor's one "does the
+// topic exist" check: one metadata request for topic (asking the brokers to
+// create it if autoCreate, where they allow that), answered with its
+// partition count. A topic the brokers do not know is
+// kerr.UnknownTopicOrPartition, which fatal turns into an *Error of Kind
+// ErrUnknownTopic; a topic with no partitions yet (created a moment ago) is
+// kerr.LeaderNotAvailable, which is retryable; any other topic-level error
+// is returned as it is. Each caller decides how often to ask.
+func topicPartitions(ctx context.Context, cl *kgo.Client, topic string, autoCreate bool) (int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = autoCreate
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return 0, err
+		}
+		if len(t.Partitions) == 0 {
+			return 0, kerr.LeaderNotAvailable
+		}
+		return int32(len(t.Partitions)), nil
+	}
+	return 0, kerr.UnknownTopicOrPartition // not in the answer
 }
 
 // kgoLogger sends franz-go's logs to slog, for the producer and the

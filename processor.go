@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // CloseReason says why a partition was closed.
@@ -287,13 +286,12 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 				// One answer serves every partition's error of this poll.
 				if !topicChecked {
 					topicChecked = true
-					exists, mdErr := p.topicExists(ctx, cl)
-					if mdErr == nil && !exists {
-						fatalErr = f
-						return
-					}
+					_, mdErr := topicPartitions(ctx, cl, topic, false)
 					if mf := fatal(mdErr, topic); mf != nil {
 						fatalErr = mf
+						if errors.Is(mf, ErrUnknownTopic) {
+							fatalErr = f // the fetch's own error, confirmed
+						}
 						return
 					}
 				}
@@ -450,14 +448,11 @@ func (p *Processor) checkTopic(ctx context.Context, cl *kgo.Client) error {
 	topic := p.cfg.client.topic
 	wait := backoff(topicCheckBackoffFirst, topicCheckBackoffMax)
 	for tries := 1; ; tries++ {
-		exists, err := p.topicExists(ctx, cl)
+		_, err := topicPartitions(ctx, cl, topic, false)
 		if err == nil {
-			if !exists {
-				return &Error{Kind: ErrUnknownTopic, Topic: topic, Err: kerr.UnknownTopicOrPartition}
-			}
 			return nil
 		}
-		if f := fatal(err, topic); f != nil {
+		if f := fatal(err, topic); f != nil { // ErrUnknownTopic for a topic that does not exist
 			return f
 		}
 		if ctx.Err() != nil {
@@ -469,35 +464,6 @@ func (p *Processor) checkTopic(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 	}
-}
-
-// topicExists sends one metadata request for the topic. A topic-level
-// error other than unknown-topic is returned as the error.
-func (p *Processor) topicExists(ctx context.Context, cl *kgo.Client) (bool, error) {
-	topic := p.cfg.client.topic
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = false
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return false, err
-	}
-	for _, t := range resp.Topics {
-		if t.Topic == nil || *t.Topic != topic {
-			continue
-		}
-		switch err := kerr.ErrorForCode(t.ErrorCode); {
-		case err == nil:
-			return len(t.Partitions) > 0, nil
-		case errors.Is(err, kerr.UnknownTopicOrPartition):
-			return false, nil
-		default:
-			return false, err
-		}
-	}
-	return false, nil
 }
 
 // onAssigned opens a runner per newly assigned partition.

@@ -2,6 +2,7 @@ package weir_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhq/weir"
+	"github.com/weirhq/weir/broker"
+	"github.com/weirhq/weir/weirtest"
 )
 
 // TestProcessorHandlerRetriesBackOff checks the waits between a failing
@@ -136,4 +139,28 @@ func TestProcessorLogsKgoThroughItsLogger(t *testing.T) {
 			t.Fatalf("kgo record %q has group %q, want the processor's attributes (group g)", msgs[i], g)
 		}
 	}
+}
+
+// TestUnknownTopicSameErrorForProducerAndProcessor checks that the one
+// topic check keeps each caller's error: NewProducer and Run both return an
+// *Error of Kind ErrUnknownTopic naming the topic.
+func TestUnknownTopicSameErrorForProducerAndProcessor(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DisableAutoCreateTopics = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	check := func(who string, err error) {
+		t.Helper()
+		var we *weir.Error
+		if !errors.As(err, &we) || we.Kind != weir.ErrUnknownTopic || we.Topic != "nope" {
+			t.Fatalf("%s: err = %v, want *weir.Error{Kind: ErrUnknownTopic, Topic: nope}", who, err)
+		}
+	}
+	p, err := weir.NewProducer(ctx, weir.Brokers(b.Addr()), weir.Topic("nope"), weir.Logger(quietLogger()))
+	if err == nil {
+		p.Close(ctx)
+	}
+	check("NewProducer", err)
+	err, _ = runOnce(t, []weir.ProcessorOpt{weir.Brokers(b.Addr()), weir.Topic("nope"), weir.Group("g"),
+		weir.Logger(quietLogger())})
+	check("Processor.Run", err)
 }
