@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -249,6 +250,44 @@ func topicPartitions(ctx context.Context, cl *kgo.Client, topic string, autoCrea
 		return int32(len(t.Partitions)), nil
 	}
 	return 0, kerr.UnknownTopicOrPartition // not in the answer
+}
+
+// statsCollector is the producer's and the processor's
+// prometheus.Collector: metric descriptors sharing a name prefix and
+// constant labels, and a function that emits one snapshot of them.
+type statsCollector struct {
+	prefix  string
+	labels  prometheus.Labels
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
+}
+
+func newStatsCollector(prefix string, labels prometheus.Labels) *statsCollector {
+	return &statsCollector{prefix: prefix, labels: labels}
+}
+
+// desc adds the descriptor of the metric prefix+name, with variable labels
+// vars.
+func (c *statsCollector) desc(name, help string, vars ...string) *prometheus.Desc {
+	d := prometheus.NewDesc(c.prefix+name, help, vars, c.labels)
+	c.descs = append(c.descs, d)
+	return d
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labelValues ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labelValues...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labelValues ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labelValues...)
 }
 
 // kgoLogger sends franz-go's logs to slog, for the producer and the

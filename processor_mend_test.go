@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhq/weir"
@@ -163,4 +164,77 @@ func TestUnknownTopicSameErrorForProducerAndProcessor(t *testing.T) {
 	err, _ = runOnce(t, []weir.ProcessorOpt{weir.Brokers(b.Addr()), weir.Topic("nope"), weir.Group("g"),
 		weir.Logger(quietLogger())})
 	check("Processor.Run", err)
+}
+
+// TestCollectorsDescribeWhatTheyCollect scrapes the producer's and the
+// processor's collectors (one shared implementation) with a pedantic
+// registry, which fails if a collected metric was not described, and checks
+// every metric's name, labels and value.
+func TestCollectorsDescribeWhatTheyCollect(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 1; c.GroupInitialRebalanceDelay = -1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prod, err := weir.NewProducer(ctx, weir.Brokers(b.Addr()), weir.Topic("m"), weir.AllowAutoTopicCreation(),
+		weir.ClientID("c1"), weir.Logger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(ctx)
+	if _, err := prod.Send(ctx, weir.Event{Value: []byte("one")}); err != nil {
+		t.Fatal(err)
+	}
+	in := startInstance(t, "a", weir.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		weir.Brokers(b.Addr()), weir.Topic("m"), weir.Group("g"), weir.Logger(quietLogger()), fastGroup())
+	defer in.stop(t)
+	waitFor(t, 30*time.Second, "the event processed", func() bool { return in.p.Stats().Processed == 1 })
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(prod.Collector(), in.p.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type series struct {
+		labels string
+		value  float64
+	}
+	got := map[string]series{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, lp := range m.GetLabel() {
+				ls = append(ls, lp.GetName()+"="+lp.GetValue())
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			got[mf.GetName()] = series{strings.Join(ls, ","), v}
+		}
+	}
+	const prodLabels, procLabels = "client_id=c1,topic=m", "group=g,topic=m"
+	want := map[string]series{
+		"weir_producer_events_sent_total":           {prodLabels, 1},
+		"weir_producer_events_acknowledged_total":   {prodLabels, 1},
+		"weir_producer_events_failed_total":         {prodLabels, 0},
+		"weir_producer_events_buffered":             {prodLabels, 0},
+		"weir_producer_requests_retried_total":      {prodLabels, 0},
+		"weir_producer_throttled_total":             {prodLabels, 0},
+		"weir_producer_throttle_seconds_total":      {prodLabels, 0},
+		"weir_processor_owned_partitions":           {procLabels, 1},
+		"weir_processor_events_processed_total":     {procLabels, 1},
+		"weir_processor_handler_failures_total":     {procLabels, 0},
+		"weir_processor_events_dead_lettered_total": {procLabels, 0},
+		"weir_processor_rebalances_total":           {procLabels, got["weir_processor_rebalances_total"].value},
+		"weir_processor_partition_lag":              {"group=g,partition=0,topic=m", 0},
+		"weir_processor_handler_seconds":            {procLabels, 1},
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("%s = %+v (present %v), want %+v", name, g, ok, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d metrics, want %d: %v", len(got), len(want), got)
+	}
+	if got["weir_processor_rebalances_total"].value < 1 {
+		t.Errorf("rebalances_total = %v, want >= 1", got["weir_processor_rebalances_total"].value)
+	}
 }
