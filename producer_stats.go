@@ -24,10 +24,14 @@ type ProducerStats struct {
 	// Buffered is the number of events sent but not yet acknowledged or
 	// returned.
 	Buffered int64
-	// Retried counts produce requests that failed on the way (connection
-	// lost, try timed out) and whose events were sent again. Retries of
-	// single partitions on a retriable error code happen inside franz-go
-	// and are not counted.
+	// Retried counts produce requests that failed as a whole (the write
+	// failed, the connection was lost, or the try timed out before the
+	// answer), once per request, not per partition or event; their events
+	// are tried again unless DeliveryTimeout, MaxRetries or Close ends
+	// them first. Not counted: a partition that franz-go retries because
+	// an answered request gave it a retriable error code (not leader, not
+	// enough replicas, timed out, a leader move), since franz-go has no
+	// hook that reports it. See docs/SDK.md.
 	Retried int64
 	// Throttled counts broker responses that asked the producer to slow
 	// down (KIP-219 throttle_time_ms > 0), and ThrottleTime sums the delays
