@@ -1,12 +1,18 @@
 package weir
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
@@ -188,4 +194,130 @@ func (c *clientConfig) kgoClientOpts() []kgo.Opt {
 		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
 	}
 	return opts
+}
+
+// backoff is the SDK's one retry backoff: exponential from first, doubling
+// up to max, each delay with ±20% jitter so that a fleet retrying the same
+// fault does not retry in step. tries counts failures so far, from 1. Each
+// caller keeps its own first and max.
+func backoff(first, max time.Duration) func(tries int) time.Duration {
+	return func(tries int) time.Duration {
+		d := first
+		for i := 1; i < tries && d < max; i++ {
+			if d > max/2 {
+				d = max
+				break
+			}
+			d *= 2
+		}
+		d = min(d, max)
+		jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+		if jitter > 0 && d > math.MaxInt64-jitter {
+			return d
+		}
+		return d + jitter
+	}
+}
+
+// topicPartitions is the producer's and the processor's one "does the
+// topic exist" check: one metadata request for topic (asking the brokers to
+// create it if autoCreate, where they allow that), answered with its
+// partition count. A topic the brokers do not know is
+// kerr.UnknownTopicOrPartition, which fatal turns into an *Error of Kind
+// ErrUnknownTopic; a topic with no partitions yet (created a moment ago) is
+// kerr.LeaderNotAvailable, which is retryable; any other topic-level error
+// is returned as it is. Each caller decides how often to ask.
+func topicPartitions(ctx context.Context, cl *kgo.Client, topic string, autoCreate bool) (int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = autoCreate
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return 0, err
+		}
+		if len(t.Partitions) == 0 {
+			return 0, kerr.LeaderNotAvailable
+		}
+		return int32(len(t.Partitions)), nil
+	}
+	return 0, kerr.UnknownTopicOrPartition // not in the answer
+}
+
+// statsCollector is the producer's and the processor's
+// prometheus.Collector: metric descriptors sharing a name prefix and
+// constant labels, and a function that emits one snapshot of them.
+type statsCollector struct {
+	prefix  string
+	labels  prometheus.Labels
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
+}
+
+func newStatsCollector(prefix string, labels prometheus.Labels) *statsCollector {
+	return &statsCollector{prefix: prefix, labels: labels}
+}
+
+// desc adds the descriptor of the metric prefix+name, with variable labels
+// vars.
+func (c *statsCollector) desc(name, help string, vars ...string) *prometheus.Desc {
+	d := prometheus.NewDesc(c.prefix+name, help, vars, c.labels)
+	c.descs = append(c.descs, d)
+	return d
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labelValues ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labelValues...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labelValues ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labelValues...)
+}
+
+// kgoLogger sends franz-go's logs to slog, for the producer and the
+// processor alike. franz-go's info level is chatty (metadata refreshes,
+// connections), so it goes to slog's debug level, and franz-go's debug
+// level below that.
+type kgoLogger struct{ l *slog.Logger }
+
+func kgoToSlog(level kgo.LogLevel) slog.Level {
+	switch level {
+	case kgo.LogLevelError:
+		return slog.LevelError
+	case kgo.LogLevelWarn:
+		return slog.LevelWarn
+	case kgo.LogLevelInfo:
+		return slog.LevelDebug
+	}
+	return slog.LevelDebug - 4
+}
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	ctx := context.Background()
+	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
+		if k.l.Enabled(ctx, kgoToSlog(lv)) {
+			return lv
+		}
+	}
+	return kgo.LogLevelNone
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // CloseReason says why a partition was closed.
@@ -208,7 +207,12 @@ func (p *Processor) Run(ctx context.Context, h Handler) error {
 
 func (p *Processor) kgoOpts() []kgo.Opt {
 	c := &p.cfg
-	opts := []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}
+	// Defaults that KgoOpts may replace: the balancer, and kgo's logs
+	// through the processor's slog logger (as the producer's).
+	opts := []kgo.Opt{
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.WithLogger(kgoLogger{p.log}),
+	}
 	opts = append(opts, c.client.kgoClientOpts()...)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.group),
@@ -249,9 +253,10 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 		return err
 	}
 	var (
-		backoff time.Duration
+		fails   int // polls in a row with a transient error
 		lastLog time.Time
 		topic   = p.cfg.client.topic
+		wait    = backoff(pollBackoffFirst, pollBackoffMax)
 	)
 	for {
 		fs := cl.PollRecords(ctx, maxPoll)
@@ -281,13 +286,12 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 				// One answer serves every partition's error of this poll.
 				if !topicChecked {
 					topicChecked = true
-					exists, mdErr := p.topicExists(ctx, cl)
-					if mdErr == nil && !exists {
-						fatalErr = f
-						return
-					}
+					_, mdErr := topicPartitions(ctx, cl, topic, false)
 					if mf := fatal(mdErr, topic); mf != nil {
 						fatalErr = mf
+						if errors.Is(mf, ErrUnknownTopic) {
+							fatalErr = f // the fetch's own error, confirmed
+						}
 						return
 					}
 				}
@@ -318,17 +322,17 @@ func (p *Processor) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		if transient == nil {
-			backoff = 0
+			fails = 0
 			continue
 		}
 		// kgo retries and reconnects by itself; we only slow the loop and
 		// the log down so that an outage does not spin.
-		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+		fails++
 		if time.Since(lastLog) >= fetchErrorLog {
 			lastLog = time.Now()
 			p.log.Warn("transient fetch error, retrying", "err", transient, "retryable", retryable(transient))
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !sleepCtx(ctx, wait(fails)) {
 			return nil
 		}
 	}
@@ -442,56 +446,24 @@ func (p *Processor) startOffset(ctx context.Context, cl *kgo.Client, part int32)
 // Transient errors are retried with backoff until ctx ends.
 func (p *Processor) checkTopic(ctx context.Context, cl *kgo.Client) error {
 	topic := p.cfg.client.topic
-	backoff := 50 * time.Millisecond
-	for {
-		exists, err := p.topicExists(ctx, cl)
+	wait := backoff(topicCheckBackoffFirst, topicCheckBackoffMax)
+	for tries := 1; ; tries++ {
+		_, err := topicPartitions(ctx, cl, topic, false)
 		if err == nil {
-			if !exists {
-				return &Error{Kind: ErrUnknownTopic, Topic: topic, Err: kerr.UnknownTopicOrPartition}
-			}
 			return nil
 		}
-		if f := fatal(err, topic); f != nil {
+		if f := fatal(err, topic); f != nil { // ErrUnknownTopic for a topic that does not exist
 			return f
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.log.Warn("checking the topic failed, retrying", "err", err, "backoff", backoff)
-		if !sleepCtx(ctx, backoff) {
+		d := wait(tries)
+		p.log.Warn("checking the topic failed, retrying", "err", err, "backoff", d)
+		if !sleepCtx(ctx, d) {
 			return nil
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
-}
-
-// topicExists sends one metadata request for the topic. A topic-level
-// error other than unknown-topic is returned as the error.
-func (p *Processor) topicExists(ctx context.Context, cl *kgo.Client) (bool, error) {
-	topic := p.cfg.client.topic
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = false
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return false, err
-	}
-	for _, t := range resp.Topics {
-		if t.Topic == nil || *t.Topic != topic {
-			continue
-		}
-		switch err := kerr.ErrorForCode(t.ErrorCode); {
-		case err == nil:
-			return len(t.Partitions) > 0, nil
-		case errors.Is(err, kerr.UnknownTopicOrPartition):
-			return false, nil
-		default:
-			return false, err
-		}
-	}
-	return false, nil
 }
 
 // onAssigned opens a runner per newly assigned partition.

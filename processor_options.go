@@ -133,7 +133,8 @@ func Concurrency(n int) ProcessorOpt {
 
 // HandlerRetries sets how a failing event is retried: at most maxAttempts
 // calls in all, waiting from minBackoff doubling up to maxBackoff between
-// them. Default 5 attempts, 100ms to 10s.
+// them, each wait with ±20% jitter (so that a fleet does not retry in
+// step). Default 5 attempts, 100ms to 10s.
 func HandlerRetries(maxAttempts int, minBackoff, maxBackoff time.Duration) ProcessorOpt {
 	return processorOpt(func(c *processorConfig) {
 		c.maxAttempts, c.backoffMin, c.backoffMax = maxAttempts, minBackoff, maxBackoff

@@ -3,6 +3,7 @@ package weir
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,17 @@ const (
 	maxInFlight = 1024
 	// fetchErrorLog is how often a persisting fetch error is logged.
 	fetchErrorLog = 5 * time.Second
+)
+
+// The processor's own backoffs, by backoff() (±20% jitter): between polls
+// while fetches fail, and between tries of the topic check at start.
+// Handler retries use HandlerRetries'; dead-letter produces are retried by
+// kgo alone (see deadLetter).
+const (
+	pollBackoffFirst       = 50 * time.Millisecond
+	pollBackoffMax         = time.Second
+	topicCheckBackoffFirst = 50 * time.Millisecond
+	topicCheckBackoffMax   = 2 * time.Second
 )
 
 // enqueue hands a fetched batch to the runner without blocking, pausing the
@@ -424,7 +436,7 @@ func (r *partitionRunner) schedule(sched *keyScheduler, batch []*kgo.Record) {
 func (r *partitionRunner) process(rec *kgo.Record, timed bool, weight uint64) (outcome, time.Duration) {
 	p := r.p
 	c := &p.cfg
-	backoff := c.backoffMin
+	wait := backoff(c.backoffMin, c.backoffMax)
 	var (
 		err   error
 		took  time.Duration
@@ -452,10 +464,9 @@ func (r *partitionRunner) process(rec *kgo.Record, timed bool, weight uint64) (o
 		if attempt >= c.maxAttempts {
 			break
 		}
-		if !sleepCtx(r.ctx, backoff) {
+		if !sleepCtx(r.ctx, wait(attempt)) {
 			return outcomeCanceled, took
 		}
-		backoff = min(2*backoff, c.backoffMax)
 		timed, weight = true, 1 // a retrying handler is slow anyway
 	}
 	if c.onFailure == DeadLetter {
@@ -491,9 +502,19 @@ const (
 	HeaderAttempts          = "weir-attempts"
 )
 
-// deadLetter produces rec to the dead-letter topic synchronously, retrying
-// transient errors until the partition's context ends. A fatal produce
-// error (unknown dead-letter topic, not authorized) halts the partition.
+// deadLetter produces rec to the dead-letter topic and waits for the
+// answer. weir does not retry on top of kgo: kgo retries the produce
+// itself (idempotently, with its own backoff, and with no count or time
+// limit unless KgoOpts sets RecordRetries or RecordDeliveryTimeout). So
+// the wait ends in one of three ways:
+//   - the dead-letter topic has the event: it is completed;
+//   - kgo gives up (a fatal error such as an unknown or denied dead-letter
+//     topic, an error code kgo does not retry, or a KgoOpts limit): the
+//     partition halts at the event, as with StopPartition;
+//   - the partition's context ends (DrainTimeout after a revoke or at
+//     shutdown, at once on loss): the event is not completed and its next
+//     owner processes it again. kgo may still store this dead-letter
+//     record, so the dead-letter topic can get the event twice.
 func (r *partitionRunner) deadLetter(rec *kgo.Record, herr error, attempts int) outcome {
 	p := r.p
 	dl := &kgo.Record{
@@ -508,26 +529,28 @@ func (r *partitionRunner) deadLetter(rec *kgo.Record, herr error, attempts int) 
 			kgo.RecordHeader{Key: HeaderAttempts, Value: strconv.AppendInt(nil, int64(attempts), 10)},
 		),
 	}
-	backoff := 100 * time.Millisecond
-	for {
-		err := r.cl.ProduceSync(r.ctx, dl).FirstErr()
-		if err == nil {
-			p.counters.deadLettered.Add(1)
-			p.log.Warn("event dead-lettered", "partition", rec.Partition, "offset", rec.Offset,
-				"attempts", attempts, "err", herr, "dead_letter_topic", p.cfg.deadLetter)
-			return outcomeCompleted
-		}
-		if r.ctx.Err() != nil {
-			return outcomeCanceled
-		}
-		if !retryable(err) {
-			return r.halt(rec, errors.Join(herr, fatal(err, p.cfg.deadLetter)), attempts)
-		}
-		if !sleepCtx(r.ctx, backoff) {
-			return outcomeCanceled
-		}
-		backoff = min(2*backoff, 5*time.Second)
+	answer := make(chan error, 1) // kgo's promise never blocks, even after we stop waiting
+	r.cl.Produce(r.ctx, dl, func(_ *kgo.Record, err error) { answer <- err })
+	var err error
+	select {
+	case err = <-answer:
+	case <-r.ctx.Done():
+		return outcomeCanceled
 	}
+	switch {
+	case err == nil:
+		p.counters.deadLettered.Add(1)
+		p.log.Warn("event dead-lettered", "partition", rec.Partition, "offset", rec.Offset,
+			"attempts", attempts, "err", herr, "dead_letter_topic", p.cfg.deadLetter)
+		return outcomeCompleted
+	case r.ctx.Err() != nil, errors.Is(err, kgo.ErrClientClosed):
+		return outcomeCanceled
+	}
+	f := fatal(err, p.cfg.deadLetter)
+	if f == nil {
+		f = fmt.Errorf("weir: dead-letter produce to %s: %w", p.cfg.deadLetter, err)
+	}
+	return r.halt(rec, errors.Join(herr, f), attempts)
 }
 
 // complete records a finished event and asks for a checkpoint every n.

@@ -156,50 +156,33 @@ func (h *latencyHist) addToCounts(dst *latencyCounts) {
 // weir_processor_handler_seconds histogram. Register it with
 // prometheus.MustRegister(p.Collector()).
 func (p *Processor) Collector() prometheus.Collector {
-	lbl := prometheus.Labels{"group": p.cfg.group, "topic": p.cfg.client.topic}
-	d := func(name, help string, vars ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, vars, lbl)
-	}
-	return &processorCollector{
-		p:            p,
-		owned:        d("weir_processor_owned_partitions", "Partitions this instance owns."),
-		processed:    d("weir_processor_events_processed_total", "Events whose handler succeeded."),
-		failed:       d("weir_processor_handler_failures_total", "Handler calls that returned an error, retries included."),
-		deadLettered: d("weir_processor_events_dead_lettered_total", "Events sent to the dead-letter topic."),
-		rebalances:   d("weir_processor_rebalances_total", "Assignments received from the group."),
-		lag:          d("weir_processor_partition_lag", "High watermark minus the checkpoint, per owned partition.", "partition"),
-		latency:      d("weir_processor_handler_seconds", "Time spent in Handler.ProcessEvent per call."),
-	}
-}
-
-type processorCollector struct {
-	p                                                                *Processor
-	owned, processed, failed, deadLettered, rebalances, lag, latency *prometheus.Desc
-}
-
-func (c *processorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.owned, c.processed, c.failed, c.deadLettered, c.rebalances, c.lag, c.latency} {
-		ch <- d
-	}
-}
-
-func (c *processorCollector) Collect(ch chan<- prometheus.Metric) {
-	s, lat := c.p.stats()
-	ch <- prometheus.MustNewConstMetric(c.owned, prometheus.GaugeValue, float64(len(s.Partitions)))
-	ch <- prometheus.MustNewConstMetric(c.processed, prometheus.CounterValue, float64(s.Processed))
-	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed))
-	ch <- prometheus.MustNewConstMetric(c.deadLettered, prometheus.CounterValue, float64(s.DeadLettered))
-	ch <- prometheus.MustNewConstMetric(c.rebalances, prometheus.CounterValue, float64(s.Rebalances))
-	for _, ps := range s.Partitions {
-		if ps.Lag >= 0 {
-			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(ps.Lag), strconv.Itoa(int(ps.Partition)))
+	c := newStatsCollector("weir_processor_", prometheus.Labels{"group": p.cfg.group, "topic": p.cfg.client.topic})
+	owned := c.desc("owned_partitions", "Partitions this instance owns.")
+	processed := c.desc("events_processed_total", "Events whose handler succeeded.")
+	failed := c.desc("handler_failures_total", "Handler calls that returned an error, retries included.")
+	deadLettered := c.desc("events_dead_lettered_total", "Events sent to the dead-letter topic.")
+	rebalances := c.desc("rebalances_total", "Assignments received from the group.")
+	lag := c.desc("partition_lag", "High watermark minus the checkpoint, per owned partition.", "partition")
+	latency := c.desc("handler_seconds", "Time spent in Handler.ProcessEvent per call.")
+	c.collect = func(ch chan<- prometheus.Metric) {
+		s, lat := p.stats()
+		gauge(ch, owned, float64(len(s.Partitions)))
+		counter(ch, processed, float64(s.Processed))
+		counter(ch, failed, float64(s.Failed))
+		counter(ch, deadLettered, float64(s.DeadLettered))
+		counter(ch, rebalances, float64(s.Rebalances))
+		for _, ps := range s.Partitions {
+			if ps.Lag >= 0 {
+				gauge(ch, lag, float64(ps.Lag), strconv.Itoa(int(ps.Partition)))
+			}
 		}
+		buckets := make(map[float64]uint64, len(latencyBounds))
+		var cum uint64
+		for i, b := range latencyBounds {
+			cum += lat.counts[i]
+			buckets[b.Seconds()] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(latency, uint64(s.HandlerCalls), time.Duration(lat.sumNanos).Seconds(), buckets)
 	}
-	buckets := make(map[float64]uint64, len(latencyBounds))
-	var cum uint64
-	for i, b := range latencyBounds {
-		cum += lat.counts[i]
-		buckets[b.Seconds()] = cum
-	}
-	ch <- prometheus.MustNewConstHistogram(c.latency, uint64(s.HandlerCalls), time.Duration(lat.sumNanos).Seconds(), buckets)
+	return c
 }

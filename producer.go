@@ -193,26 +193,11 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 }
 
 func (p *Producer) loadPartitions(ctx context.Context) error {
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(p.topic)
-	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = p.cfg.autoCreate
-	resp, err := req.RequestWith(ctx, p.cl)
+	n, err := topicPartitions(ctx, p.cl, p.topic, p.cfg.autoCreate)
 	if err != nil {
 		return err
 	}
-	if len(resp.Topics) != 1 {
-		return fmt.Errorf("weir: metadata for %s has %d topics", p.topic, len(resp.Topics))
-	}
-	t := resp.Topics[0]
-	if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-		return err
-	}
-	if len(t.Partitions) == 0 {
-		return kerr.LeaderNotAvailable // just created; partitions not there yet
-	}
-	p.partitions.Store(int32(len(t.Partitions)))
+	p.partitions.Store(n)
 	return nil
 }
 

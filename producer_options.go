@@ -2,7 +2,6 @@ package weir
 
 import (
 	"math"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -236,20 +235,6 @@ func backstop(n int) int {
 		return math.MaxInt
 	}
 	return 2 * n
-}
-
-// backoff is exponential from first to max with ±20% jitter; tries counts
-// failures so far, from 1.
-func backoff(first, max time.Duration) func(int) time.Duration {
-	return func(tries int) time.Duration {
-		d := first
-		for i := 1; i < tries && d < max; i++ {
-			d *= 2
-		}
-		d = min(d, max)
-		jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
-		return d + jitter
-	}
 }
 
 // eventPartitioner sends an event with an explicit partition there, and

@@ -3,7 +3,6 @@ package weir
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -25,10 +24,14 @@ type ProducerStats struct {
 	// Buffered is the number of events sent but not yet acknowledged or
 	// returned.
 	Buffered int64
-	// Retried counts produce requests that failed on the way (connection
-	// lost, try timed out) and whose events were sent again. Retries of
-	// single partitions on a retriable error code happen inside franz-go
-	// and are not counted.
+	// Retried counts produce requests that failed as a whole (the write
+	// failed, the connection was lost, or the try timed out before the
+	// answer), once per request, not per partition or event; their events
+	// are tried again unless DeliveryTimeout, MaxRetries or Close ends
+	// them first. Not counted: a partition that franz-go retries because
+	// an answered request gave it a retriable error code (not leader, not
+	// enough replicas, timed out, a leader move), since franz-go has no
+	// hook that reports it. See docs/SDK.md.
 	Retried int64
 	// Throttled counts broker responses that asked the producer to slow
 	// down (KIP-219 throttle_time_ms > 0), and ThrottleTime sums the delays
@@ -115,75 +118,23 @@ func (h *producerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.Bro
 // weir_producer_throttled_total and weir_producer_throttle_seconds_total,
 // labelled with the topic and the client id.
 func (p *Producer) Collector() prometheus.Collector {
-	labels := prometheus.Labels{"topic": p.topic, "client_id": p.cfg.client.clientID}
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("weir_producer_"+name, help, nil, labels)
+	c := newStatsCollector("weir_producer_", prometheus.Labels{"topic": p.topic, "client_id": p.cfg.client.clientID})
+	sent := c.desc("events_sent_total", "Events handed to the producer.")
+	acked := c.desc("events_acknowledged_total", "Events the broker acknowledged.")
+	failed := c.desc("events_failed_total", "Events returned to the caller with an error.")
+	buffered := c.desc("events_buffered", "Events sent but not yet acknowledged or returned.")
+	retried := c.desc("requests_retried_total", "Produce requests that failed on the way and were sent again.")
+	throttled := c.desc("throttled_total", "Broker responses that asked the producer to slow down.")
+	throttleTime := c.desc("throttle_seconds_total", "Total delay the brokers asked for by throttling.")
+	c.collect = func(ch chan<- prometheus.Metric) {
+		s := p.Stats()
+		counter(ch, sent, float64(s.Sent))
+		counter(ch, acked, float64(s.Acknowledged))
+		counter(ch, failed, float64(s.Failed))
+		gauge(ch, buffered, float64(s.Buffered))
+		counter(ch, retried, float64(s.Retried))
+		counter(ch, throttled, float64(s.Throttled))
+		counter(ch, throttleTime, s.ThrottleTime.Seconds())
 	}
-	return &producerCollector{
-		p:            p,
-		sent:         desc("events_sent_total", "Events handed to the producer."),
-		acked:        desc("events_acknowledged_total", "Events the broker acknowledged."),
-		failed:       desc("events_failed_total", "Events returned to the caller with an error."),
-		buffered:     desc("events_buffered", "Events sent but not yet acknowledged or returned."),
-		retried:      desc("requests_retried_total", "Produce requests that failed on the way and were sent again."),
-		throttled:    desc("throttled_total", "Broker responses that asked the producer to slow down."),
-		throttleTime: desc("throttle_seconds_total", "Total delay the brokers asked for by throttling."),
-	}
-}
-
-type producerCollector struct {
-	p                                *Producer
-	sent, acked, failed, buffered    *prometheus.Desc
-	retried, throttled, throttleTime *prometheus.Desc
-}
-
-func (c *producerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sent, c.acked, c.failed, c.buffered, c.retried, c.throttled, c.throttleTime} {
-		ch <- d
-	}
-}
-
-func (c *producerCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.p.Stats()
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
-	}
-	counter(c.sent, float64(s.Sent))
-	counter(c.acked, float64(s.Acknowledged))
-	counter(c.failed, float64(s.Failed))
-	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.Buffered))
-	counter(c.retried, float64(s.Retried))
-	counter(c.throttled, float64(s.Throttled))
-	counter(c.throttleTime, s.ThrottleTime.Seconds())
-}
-
-// kgoLogger sends franz-go's logs to slog. franz-go's info level is chatty
-// (metadata refreshes, connections), so it goes to slog's debug level, and
-// franz-go's debug level below that.
-type kgoLogger struct{ l *slog.Logger }
-
-func kgoToSlog(level kgo.LogLevel) slog.Level {
-	switch level {
-	case kgo.LogLevelError:
-		return slog.LevelError
-	case kgo.LogLevelWarn:
-		return slog.LevelWarn
-	case kgo.LogLevelInfo:
-		return slog.LevelDebug
-	}
-	return slog.LevelDebug - 4
-}
-
-func (k kgoLogger) Level() kgo.LogLevel {
-	ctx := context.Background()
-	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
-		if k.l.Enabled(ctx, kgoToSlog(lv)) {
-			return lv
-		}
-	}
-	return kgo.LogLevelNone
-}
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
+	return c
 }
