@@ -53,6 +53,37 @@ type benchResult struct {
 	latencyElapsed      time.Duration
 	p50, p99, p999, max time.Duration
 	brokerCPU           time.Duration // CPU time of the broker process over all phases; 0 if not measured
+	// CPU time of the bench process (the clients) and of the broker
+	// process in the produce and consume phases; cpuKnown is false when
+	// the broker shares the bench's process, or the OS does not tell.
+	produceCPU, consumeCPU cpuTimes
+	cpuKnown               bool
+}
+
+// cpuTimes is CPU time (user + system) used by the clients and the broker.
+type cpuTimes struct{ client, broker time.Duration }
+
+// cpuClock reads the CPU time used so far; ok is false if it is unknown.
+type cpuClock func() (t cpuTimes, ok bool)
+
+// childClock reads this process's and the child process pid's CPU time.
+func childClock(pid int) cpuClock {
+	return func() (cpuTimes, bool) {
+		c, cerr := selfCPU()
+		b, berr := processCPU(pid)
+		return cpuTimes{c, b}, cerr == nil && berr == nil
+	}
+}
+
+// measureCPU runs phase and returns the CPU time used meanwhile.
+func measureCPU(clock cpuClock, phase func() error) (used cpuTimes, ok bool, err error) {
+	if clock == nil {
+		return cpuTimes{}, false, phase()
+	}
+	before, ok1 := clock()
+	err = phase()
+	after, ok2 := clock()
+	return cpuTimes{after.client - before.client, after.broker - before.broker}, ok1 && ok2, err
 }
 
 func (r *benchResult) produceRate(s benchSpec) float64 {
@@ -163,7 +194,7 @@ func benchKfake(ctx context.Context, e *env, spec benchSpec, inProcess bool) (be
 		}
 		defer c.Close()
 		fmt.Fprintf(e.stderr, "kfake: in-memory cluster in this process at %s\n", c.ListenAddrs()[0])
-		return benchTarget(ctx, e.stderr, "kfake", c.ListenAddrs(), "bench", spec)
+		return benchTarget(ctx, e.stderr, "kfake", c.ListenAddrs(), "bench", spec, nil)
 	}
 	p, err := startKfakeProcess(ctx, e.stderr)
 	if err != nil {
@@ -176,7 +207,7 @@ func benchKfake(ctx context.Context, e *env, spec benchSpec, inProcess bool) (be
 // benchChild measures the broker process p, then stops it and adds its CPU
 // time to the result.
 func benchChild(ctx context.Context, e *env, p *benchProcess, name string, spec benchSpec) (benchResult, error) {
-	res, err := benchTarget(ctx, e.stderr, name, []string{p.addr}, "bench", spec)
+	res, err := benchTarget(ctx, e.stderr, name, []string{p.addr}, "bench", spec, childClock(p.cmd.Process.Pid))
 	cpu, serr := p.stop()
 	if err != nil {
 		return res, err
@@ -195,7 +226,7 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 		cf := &clientFlags{brokers: brokers}
 		topic := fmt.Sprintf("weir-bench-%d", time.Now().UnixNano())
 		fmt.Fprintf(e.stderr, "weir: external broker at %s, topic %s\n", brokers, topic)
-		res, err := benchTarget(ctx, e.stderr, "weir", cf.seeds(), topic, spec)
+		res, err := benchTarget(ctx, e.stderr, "weir", cf.seeds(), topic, spec, nil)
 		if adm, aerr := newAdmin(cf); aerr == nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminTimeout)
 			adm.DeleteTopic(dctx, topic) // best effort: the figures are already taken
@@ -227,15 +258,16 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 		return benchResult{}, fmt.Errorf("weir: start embedded broker: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "weir: embedded broker in this process at %s, data in %s, fsync %s\n", b.Addr(), dir, fsync)
-	res, err := benchTarget(ctx, e.stderr, "weir", []string{b.Addr()}, "bench", spec)
+	res, err := benchTarget(ctx, e.stderr, "weir", []string{b.Addr()}, "bench", spec, nil)
 	if cerr := b.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("weir: close embedded broker: %w", cerr)
 	}
 	return res, err
 }
 
-// benchTarget runs the three phases against one cluster.
-func benchTarget(ctx context.Context, log io.Writer, name string, seeds []string, topic string, spec benchSpec) (benchResult, error) {
+// benchTarget runs the three phases against one cluster. clock, if not nil,
+// tells the CPU time of the clients and the broker.
+func benchTarget(ctx context.Context, log io.Writer, name string, seeds []string, topic string, spec benchSpec, clock cpuClock) (benchResult, error) {
 	res := benchResult{name: name}
 	if err := benchCreateTopic(ctx, seeds, topic, spec.partitions); err != nil {
 		return res, err
@@ -246,12 +278,12 @@ func benchTarget(ctx context.Context, log io.Writer, name string, seeds []string
 	}
 
 	var err error
-	if res.produce, err = benchProduce(ctx, seeds, topic, spec.records, value); err != nil {
+	if res.produce, err = benchProduce(ctx, seeds, topic, spec.records, value, clock, &res); err != nil {
 		return res, fmt.Errorf("weir: bench %s produce: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: produced %d records in %s (%.0f records/s)\n", name, spec.records, res.produce.Round(time.Millisecond), res.produceRate(spec))
 	// +1: the warm-up record of the produce phase.
-	if res.consume, err = benchConsume(ctx, seeds, topic, spec.records+1); err != nil {
+	if res.consume, err = benchConsume(ctx, seeds, topic, spec.records+1, clock, &res); err != nil {
 		return res, fmt.Errorf("weir: bench %s consume: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: consumed %d records in %s (%.0f records/s)\n", name, spec.records, res.consume.Round(time.Millisecond), res.consumeRate(spec))
@@ -281,7 +313,7 @@ func benchCreateTopic(ctx context.Context, seeds []string, topic string, partiti
 
 // benchProduce produces n records with franz-go's default batching and
 // compression, acks=all, and returns the time until all are acknowledged.
-func benchProduce(ctx context.Context, seeds []string, topic string, n int64, value []byte) (time.Duration, error) {
+func benchProduce(ctx context.Context, seeds []string, topic string, n int64, value []byte, clock cpuClock, res *benchResult) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(benchStallTimeout))
 	if err != nil {
@@ -300,13 +332,20 @@ func benchProduce(ctx context.Context, seeds []string, topic string, n int64, va
 		return 0, err
 	}
 	start := time.Now()
-	for i := int64(0); i < n && ctx.Err() == nil; i++ {
-		cl.Produce(ctx, &kgo.Record{Value: value}, promise)
-	}
-	if err := cl.Flush(ctx); err != nil {
+	var elapsed time.Duration
+	var ok bool
+	res.produceCPU, ok, err = measureCPU(clock, func() error {
+		for i := int64(0); i < n && ctx.Err() == nil; i++ {
+			cl.Produce(ctx, &kgo.Record{Value: value}, promise)
+		}
+		err := cl.Flush(ctx)
+		elapsed = time.Since(start)
+		return err
+	})
+	res.cpuKnown = ok
+	if err != nil {
 		return 0, err
 	}
-	elapsed := time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -326,7 +365,7 @@ func benchWarmUp(ctx context.Context, cl *kgo.Client) error {
 
 // benchConsume reads n records from the start of topic and returns the time
 // it took.
-func benchConsume(ctx context.Context, seeds []string, topic string, n int64) (time.Duration, error) {
+func benchConsume(ctx context.Context, seeds []string, topic string, n int64, clock cpuClock, res *benchResult) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -334,27 +373,37 @@ func benchConsume(ctx context.Context, seeds []string, topic string, n int64) (t
 	}
 	defer cl.Close()
 	start := time.Now()
-	var got int64
-	for got < n {
-		pctx, cancel := context.WithTimeout(ctx, benchStallTimeout)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		before := got
-		fetches.EachRecord(func(*kgo.Record) { got++ })
-		for _, fe := range fetches.Errors() {
-			if errors.Is(fe.Err, context.DeadlineExceeded) {
-				if got == before {
-					return 0, fmt.Errorf("%w: no records for %s after %d of %d", ErrBenchStalled, benchStallTimeout, got, n)
-				}
-				continue
+	var elapsed time.Duration
+	var ok bool
+	res.consumeCPU, ok, err = measureCPU(clock, func() error {
+		var got int64
+		for got < n {
+			pctx, cancel := context.WithTimeout(ctx, benchStallTimeout)
+			fetches := cl.PollFetches(pctx)
+			cancel()
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return 0, &BrokerError{Op: fmt.Sprintf("fetch partition %d of", fe.Partition), Name: fe.Topic, Err: fe.Err}
+			before := got
+			fetches.EachRecord(func(*kgo.Record) { got++ })
+			for _, fe := range fetches.Errors() {
+				if errors.Is(fe.Err, context.DeadlineExceeded) {
+					if got == before {
+						return fmt.Errorf("%w: no records for %s after %d of %d", ErrBenchStalled, benchStallTimeout, got, n)
+					}
+					continue
+				}
+				return &BrokerError{Op: fmt.Sprintf("fetch partition %d of", fe.Partition), Name: fe.Topic, Err: fe.Err}
+			}
 		}
+		elapsed = time.Since(start)
+		return nil
+	})
+	res.cpuKnown = res.cpuKnown && ok
+	if err != nil {
+		return 0, err
 	}
-	return time.Since(start), nil
+	return elapsed, nil
 }
 
 // benchLatency produces at res.latencyRate records/s for spec.duration,
@@ -469,6 +518,12 @@ func printBench(w io.Writer, spec benchSpec, results []benchResult) {
 	row("latency p99 ms", func(r *benchResult) float64 { return ms(r.p99) }, "%.2f")
 	row("latency p999 ms", func(r *benchResult) float64 { return ms(r.p999) }, "%.2f")
 	row("latency max ms", func(r *benchResult) float64 { return ms(r.max) }, "%.2f")
+	if !slices.ContainsFunc(results, func(r benchResult) bool { return !r.cpuKnown }) {
+		row("produce CPU s clients", func(r *benchResult) float64 { return r.produceCPU.client.Seconds() }, "%.2f")
+		row("produce CPU s broker", func(r *benchResult) float64 { return r.produceCPU.broker.Seconds() }, "%.2f")
+		row("consume CPU s clients", func(r *benchResult) float64 { return r.consumeCPU.client.Seconds() }, "%.2f")
+		row("consume CPU s broker", func(r *benchResult) float64 { return r.consumeCPU.broker.Seconds() }, "%.2f")
+	}
 	if !slices.ContainsFunc(results, func(r benchResult) bool { return r.brokerCPU == 0 }) {
 		row("broker CPU s (all phases)", func(r *benchResult) float64 { return r.brokerCPU.Seconds() }, "%.2f")
 	}
