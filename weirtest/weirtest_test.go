@@ -3,11 +3,13 @@ package weirtest_test
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/weirhq/weir/broker"
@@ -54,4 +56,32 @@ func TestCloseReleasesPort(t *testing.T) {
 		t.Fatalf("port of a closed broker is still in use: %v", err)
 	}
 	ln.Close()
+}
+
+// Every client connection goes through the proxy, not only the first, and
+// edit sees each response with the API of the request it answers.
+func TestStartProxiedSeesEveryResponse(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[kmsg.Key]int{}
+	_, px := weirtest.StartProxied(t, func(r weirtest.Response) ([]byte, bool) {
+		mu.Lock()
+		seen[r.Key]++
+		mu.Unlock()
+		return r.Frame, true
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(px.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "proxied", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[kmsg.Produce] != 1 || seen[kmsg.Metadata] == 0 {
+		t.Fatalf("responses seen by the proxy: %v, want 1 Produce and some Metadata", seen)
+	}
 }
