@@ -1,47 +1,18 @@
 package weir_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.uber.org/goleak"
 
 	"github.com/weirhq/weir"
 	"github.com/weirhq/weir/broker"
 	"github.com/weirhq/weir/weirtest"
 )
-
-// leakCheck fails the test if it leaves goroutines behind. Call it first:
-// its cleanup runs last, after brokers and clients are closed.
-func leakCheck(t *testing.T) {
-	t.Helper()
-	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
-}
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func newProducer(t *testing.T, ctx context.Context, opts ...weir.ProducerOpt) *weir.Producer {
-	t.Helper()
-	p, err := weir.NewProducer(ctx, opts...)
-	if err != nil {
-		t.Fatalf("NewProducer: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
-}
 
 func TestProducerSendAndReadBack(t *testing.T) {
 	leakCheck(t)
@@ -120,53 +91,6 @@ func TestProducerSendAndReadBack(t *testing.T) {
 	}
 }
 
-type place struct {
-	Partition int32
-	Offset    int64
-	Count     int
-}
-
-// readBack reads every record of topic up to the end offsets the broker
-// reports now, and returns where each value is stored and how often.
-func readBack(t *testing.T, ctx context.Context, addr, topic string) map[string]place {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatalf("list end offsets: %v", err)
-	}
-	left := map[int32]int64{} // partition -> end offset not yet reached
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	out := map[string]place{}
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read back %s: timed out with partitions %v left", topic, left)
-		}
-		fs.EachError(func(_ string, p int32, err error) { t.Errorf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			pl := out[string(r.Value)]
-			out[string(r.Value)] = place{r.Partition, r.Offset, pl.Count + 1}
-			if end, ok := left[r.Partition]; ok && r.Offset >= end-1 {
-				delete(left, r.Partition)
-			}
-		})
-	}
-	return out
-}
-
 // The topic's max.message.bytes is learned at start: an event that can
 // never fit is rejected at once, and one the topic allows above kgo's
 // 1 MB default batch size goes through.
@@ -206,19 +130,8 @@ func TestProducerEventSizeLimit(t *testing.T) {
 // sender waits for room instead.
 func TestProducerNonBlockingBufferFull(t *testing.T) {
 	leakCheck(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-release }) // hold produce requests until released
-		return nil, nil, false
-	})
+	c := kfakeCluster(t, kfake.SeedTopics(1, "t"))
+	_, release := holdRequests(t, c, kmsg.Produce)
 	ctx := testCtx(t, 30*time.Second)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.NonBlocking(), weir.MaxBuffered(10, 1<<20))
 	o := newOutcomes()
@@ -234,7 +147,7 @@ func TestProducerNonBlockingBufferFull(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	releaseOnce.Do(func() { close(release) })
+	release()
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
