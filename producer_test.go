@@ -3,6 +3,7 @@ package weir_test
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,11 +93,19 @@ func TestProducerSendAndReadBack(t *testing.T) {
 }
 
 // The topic's max.message.bytes is learned at start: an event that can
-// never fit is rejected at once, and one the topic allows above kgo's
-// 1 MB default batch size goes through.
+// never fit is rejected at once, by the producer itself before it is
+// buffered (no produce request reaches the broker, which would reject it
+// too), and one the topic allows above kgo's 1 MB default batch size goes
+// through.
 func TestProducerEventSizeLimit(t *testing.T) {
 	leakCheck(t)
-	b := weirtest.Start(t)
+	var produces atomic.Int64 // produce requests the broker answered
+	b, px := weirtest.StartProxied(t, func(r weirtest.Response) ([]byte, bool) {
+		if r.Key == kmsg.Produce {
+			produces.Add(1)
+		}
+		return r.Frame, true
+	})
 	ctx := testCtx(t, 30*time.Second)
 	if _, err := b.Log().CreateTopic("small", 1, map[string]string{"max.message.bytes": "2000"}); err != nil {
 		t.Fatal(err)
@@ -104,26 +113,35 @@ func TestProducerEventSizeLimit(t *testing.T) {
 	if _, err := b.Log().CreateTopic("big", 1, map[string]string{"max.message.bytes": "4194304"}); err != nil {
 		t.Fatal(err)
 	}
-	small := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("small"))
+	rejectedLocally := func(p *weir.Producer, topic string, size int, what string) {
+		t.Helper()
+		before := produces.Load()
+		start := time.Now()
+		_, err := p.Send(ctx, weir.Event{Value: make([]byte, size)})
+		var we *weir.Error
+		if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != topic {
+			t.Errorf("%s: %v, want an *Error of kind ErrEventTooLarge", what, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: rejecting took %v; it should not reach the network", what, took)
+		}
+		if n := produces.Load() - before; n != 0 {
+			t.Errorf("%s: %d produce requests reached the broker; the producer must reject the event before buffering it", what, n)
+		}
+	}
+	small := newProducer(t, ctx, weir.Brokers(px.Addr()), weir.Topic("small"))
 	if _, err := small.Send(ctx, weir.Event{Value: make([]byte, 1000)}); err != nil {
 		t.Errorf("1000 bytes into max.message.bytes 2000: %v", err)
 	}
-	start := time.Now()
-	_, err := small.Send(ctx, weir.Event{Value: make([]byte, 3000)})
-	var we *weir.Error
-	if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != "small" {
-		t.Errorf("3000 bytes into max.message.bytes 2000: %v, want an *Error of kind ErrEventTooLarge", err)
+	if produces.Load() == 0 {
+		t.Fatal("the proxy saw no produce response for an acknowledged event: it cannot tell where events are rejected")
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("rejecting took %v; it should not reach the network", took)
-	}
-	big := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("big"))
+	rejectedLocally(small, "small", 3000, "3000 bytes into max.message.bytes 2000")
+	big := newProducer(t, ctx, weir.Brokers(px.Addr()), weir.Topic("big"))
 	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 3<<20)}); err != nil {
 		t.Errorf("3 MiB into max.message.bytes 4 MiB: %v", err)
 	}
-	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 5<<20)}); !errors.Is(err, weir.ErrEventTooLarge) {
-		t.Errorf("5 MiB into max.message.bytes 4 MiB: %v, want ErrEventTooLarge", err)
-	}
+	rejectedLocally(big, "big", 5<<20, "5 MiB into max.message.bytes 4 MiB")
 }
 
 // With NonBlocking, a full buffer is ErrBufferFull at once; by default the
