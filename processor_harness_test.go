@@ -338,6 +338,27 @@ func waitBalanced(t testing.TB, fleet []*instance, partitions int, timeout time.
 	return time.Since(start)
 }
 
+// ownedStats returns the processor's stats of partitions 0 to n-1 and
+// fails the test unless it owns each of them, and no other: a loop over
+// Stats().Partitions alone passes when a partition is missing.
+func ownedStats(t testing.TB, p *weir.Processor, n int) map[int32]weir.PartitionStats {
+	t.Helper()
+	st := p.Stats()
+	byPartition := make(map[int32]weir.PartitionStats, len(st.Partitions))
+	for _, ps := range st.Partitions {
+		byPartition[ps.Partition] = ps
+	}
+	for i := range int32(n) {
+		if _, ok := byPartition[i]; !ok {
+			t.Fatalf("partition %d missing from Stats: %+v", i, st.Partitions)
+		}
+	}
+	if len(st.Partitions) != n {
+		t.Fatalf("Stats has %d partitions, want the %d of the topic: %+v", len(st.Partitions), n, st.Partitions)
+	}
+	return byPartition
+}
+
 func owned(in *instance) []int32 {
 	var ps []int32
 	for _, s := range in.p.Stats().Partitions {
