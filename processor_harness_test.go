@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -81,6 +82,18 @@ func createTopics(t testing.TB, seeds []string, partitions int32, topics ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freeAddr returns an address on 127.0.0.1 that was free a moment ago, for
+// a broker that must come back at the same address after a restart.
+func freeAddr(t testing.TB) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr)
 }
 
 // quietLogger keeps test output readable; set WEIR_TEST_LOG=1 for logs
