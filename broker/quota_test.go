@@ -414,8 +414,6 @@ func TestConflictingOverridesDoNotBlockStart(t *testing.T) {
 // metrics handler: the counters show what happened.
 func TestMetrics(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
-	srv := httptest.NewServer(b.MetricsHandler())
-	defer srv.Close()
 	const topic, n, size = "metered", 1500, 200
 	cl := newClient(t, b, kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -428,7 +426,7 @@ func TestMetrics(t *testing.T) {
 	}
 	consume(t, b, topic, n)
 
-	m := scrape(t, srv.URL)
+	m := scrapeHandler(t, b)
 	want := func(name string, ok func(float64) bool, desc string) {
 		t.Helper()
 		v, found := m[name]
@@ -459,7 +457,8 @@ func TestMetrics(t *testing.T) {
 	want(`weir_throughput_unit_changes_total{reason="auto-inflate"}`, eq(0), "0")
 }
 
-// scrape fetches a Prometheus text page as series -> value.
+// scrape fetches a Prometheus text page as series -> value. It is
+// weirtest.Metrics, which this package's tests cannot import.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(url)

@@ -85,3 +85,21 @@ func TestStartProxiedSeesEveryResponse(t *testing.T) {
 		t.Fatalf("responses seen by the proxy: %v, want 1 Produce and some Metadata", seen)
 	}
 }
+
+func TestMetricsReadsTheBrokersPage(t *testing.T) {
+	b := weirtest.Start(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "metered", Value: []byte("x")}, &kgo.Record{Topic: "metered", Value: []byte("y")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m := weirtest.Metrics(t, b)
+	if got, found := m[`weir_topic_incoming_messages_total{topic="metered"}`]; got != 2 {
+		t.Fatalf(`weir_topic_incoming_messages_total{topic="metered"} = %v (found %v), want 2`, got, found)
+	}
+}
