@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -53,9 +52,7 @@ func runKill9(t *testing.T, idempotent bool) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(t, srv.addr, topic, partitions)
 
 	type ack struct {
 		partition int32

@@ -38,15 +38,8 @@ func TestGroupOffsetsSurviveKill9(t *testing.T) {
 	srv := newServer(t, bin)
 	srv.start()
 	const topic, group = "killed", "survivors"
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testContext(t, 60*time.Second)
-	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, topic); err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
-	cl.Close()
+	createTopic(t, srv.addr, topic, 2)
 	produceN(t, srv.addr, topic, 40, "r")
 	seen := newSeenSet()
 	m := startGroupMember(t, "m", srv.addr, group, topic, seen, kgo.DisableAutoCommit())
@@ -105,7 +98,7 @@ func (h *saramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 func TestSaramaConsumerGroup(t *testing.T) {
 	b := weirtest.Start(t)
 	const topic, group = "sarama-group", "sarama-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	seen := newSeenSet()
 	prod := startProducer(t, b.Addr(), topic)
 
@@ -242,7 +235,7 @@ func TestKcatBalancedConsumers(t *testing.T) {
 	kcat := kcatPath(t)
 	b := weirtest.Start(t)
 	const topic, group = "kcat-group", "kcat-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	seen := newSeenSet()
 	prod := startProducer(t, b.Addr(), topic)
 	k1 := startKcatMember(t, kcat, b.Addr(), group, topic, seen)
@@ -269,7 +262,7 @@ func TestConfluentConsumerGroup(t *testing.T) {
 func runConfluentGroup(t *testing.T, strategy string) {
 	b := weirtest.Start(t)
 	const topic, group = "confluent-group", "confluent-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	produceN(t, b.Addr(), topic, 200, "c")
 	ends := endOffsets(t, b.Addr(), topic)
 	seen := newSeenSet()
@@ -346,7 +339,7 @@ func TestGoka(t *testing.T) {
 		group  goka.Group  = "goka-counter"
 	)
 	brokers := []string{b.Addr()}
-	createTopic(t, b, string(stream), 4)
+	createTopic(t, b.Addr(), string(stream), 4)
 
 	cfg := goka.DefaultConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -467,7 +460,7 @@ func TestGoka(t *testing.T) {
 func TestKafkaGoConsumerGroup(t *testing.T) {
 	b := weirtest.Start(t)
 	const topic, group = "kafkago-group", "kafkago-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	produceN(t, b.Addr(), topic, 200, "k")
 	ends := endOffsets(t, b.Addr(), topic)
 	seen := newSeenSet()

@@ -229,7 +229,7 @@ func TestFranzGoGroups(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			topic, group := "groups-"+c.name, "g-"+c.name
-			createTopic(t, b, topic, 6)
+			createTopic(t, b.Addr(), topic, 6)
 			seen := newSeenSet()
 			prod := startProducer(t, b.Addr(), topic)
 			m1 := startGroupMember(t, "m1", b.Addr(), group, topic, seen, c.opts(1)...)
@@ -281,7 +281,7 @@ func TestGroupOffsetsSurviveRestart(t *testing.T) {
 	}
 	b := start()
 	topic, group := "resume", "resumers"
-	createTopic(t, b, topic, 3)
+	createTopic(t, b.Addr(), topic, 3)
 	produceN(t, b.Addr(), topic, 90, "first")
 	seen := newSeenSet()
 	m := startGroupMember(t, "m", b.Addr(), group, topic, seen)
@@ -344,7 +344,7 @@ func produceN(t *testing.T, addr, topic string, n int, prefix string) {
 // for them, and a commit with an old generation is refused.
 func TestGroupFencing(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.GroupInitialRebalanceDelay = -1 })
-	createTopic(t, b, "fenced", 2)
+	createTopic(t, b.Addr(), "fenced", 2)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +443,7 @@ func joinAgain(t *testing.T, ctx context.Context, cl *kgo.Client, req *kmsg.Join
 // once the group is created (IncrementalAlterConfigs on a GROUP resource).
 func TestRequireGroupCreate(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.RequireGroupCreate = true })
-	createTopic(t, b, "guarded", 1)
+	createTopic(t, b.Addr(), "guarded", 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)

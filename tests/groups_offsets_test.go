@@ -31,7 +31,7 @@ func TestGroupLongGroupIDRefused(t *testing.T) {
 		return b
 	}
 	b := start()
-	createTopic(t, b, "t", 1)
+	createTopic(t, b.Addr(), "t", 1)
 	ctx := testContext(t, 30*time.Second)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
@@ -99,7 +99,7 @@ func TestGroupLongGroupIDRefused(t *testing.T) {
 // old data).
 func TestGroupOffsetsGoWithDeletedTopic(t *testing.T) {
 	b := weirtest.Start(t)
-	createTopic(t, b, "orders", 1)
+	createTopic(t, b.Addr(), "orders", 1)
 	ctx := testContext(t, 30*time.Second)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
@@ -115,7 +115,7 @@ func TestGroupOffsetsGoWithDeletedTopic(t *testing.T) {
 	if r, err := adm.DeleteTopics(ctx, "orders"); err != nil || r.Error() != nil {
 		t.Fatalf("delete topic: %v %v", err, r.Error())
 	}
-	createTopic(t, b, "orders", 1)
+	createTopic(t, b.Addr(), "orders", 1)
 	got, err := adm.FetchOffsets(ctx, "billing")
 	if err != nil {
 		t.Fatal(err)

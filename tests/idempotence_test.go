@@ -43,7 +43,7 @@ func TestIdempotentProducerLostResponses(t *testing.T) {
 	dropper := &responseDropper{dropEvery: 4}
 	b, proxy := weirtest.StartProxied(t, dropper.edit)
 	const topic, partitions, n = "idem", 3, 3000
-	createTopic(t, b, topic, partitions)
+	createTopic(t, b.Addr(), topic, partitions)
 
 	ctx := testContext(t, 60*time.Second)
 	cl, err := kgo.NewClient(

@@ -146,7 +146,7 @@ func TestFranzGoHeldToOneTU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "tu-franz-" + tc.name
-			createTopic(t, b, topic, 1)
+			createTopic(t, b.Addr(), topic, 1)
 			before := weirtest.Metrics(t, b)
 			hook := &throttleHook{}
 			cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(topic),
@@ -189,7 +189,7 @@ func TestKcatHeldToOneTU(t *testing.T) {
 	kcat := kcatPath(t)
 	b := oneTU(t)
 	const topic, lines, size = "tu-kcat", 1280, 4 << 10 // 5 MiB: 1 s of burst, then ~4 s at 1 MiB/s
-	createTopic(t, b, topic, 1)
+	createTopic(t, b.Addr(), topic, 1)
 	var in bytes.Buffer
 	acked := map[string]bool{}
 	for i := range lines {
@@ -221,7 +221,7 @@ func TestAutoInflateRaisesUnits(t *testing.T) {
 		c.Quota.Window = time.Second
 	})
 	const topic = "tu-inflate"
-	createTopic(t, b, topic, 1)
+	createTopic(t, b.Addr(), topic, 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(32))
 	if err != nil {

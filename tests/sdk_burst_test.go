@@ -41,7 +41,7 @@ func sdkBurst(t *testing.T, inflate bool) {
 		}
 	})
 	topic := fmt.Sprintf("sdk-burst-%v", inflate)
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 
 	ctx := testContext(t, 2*time.Minute)
 	p, err := weir.NewProducer(ctx, weir.Brokers(b.Addr()), weir.Topic(topic))

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -77,15 +76,7 @@ func TestTornTailAfterKill9(t *testing.T) {
 			acked = append(acked, record{Key: kr.Key, Value: kr.Value, Partition: kr.Partition, Offset: kr.Offset})
 		}
 	}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
-	adm.Close()
-	if err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(t, srv.addr, topic, partitions)
 	produce(0, 100)
 	srv.kill()
 
