@@ -145,16 +145,7 @@ func TestSaramaConsumerGroup(t *testing.T) {
 	waitFor(t, 20*time.Second, "the second member to get partitions", func() bool { return h2.consumed.Load() > 0 })
 	prod.stop()
 	ends := endOffsets(t, b.Addr(), topic)
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	cancel()
 	for _, cg := range groups {
 		if err := cg.Close(); err != nil {
@@ -313,16 +304,7 @@ func runConfluentGroup(t *testing.T, strategy string) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	close(stop)
 	wg.Wait()
 }
@@ -496,16 +478,7 @@ func TestKafkaGoConsumerGroup(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	cancel()
 	wg.Wait()
 	for _, r := range readers {

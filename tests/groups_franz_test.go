@@ -189,6 +189,22 @@ func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 	return out
 }
 
+// waitConsumedAndCommitted waits until the fleet has consumed every offset
+// below ends and the group has committed ends on every partition.
+func waitConsumedAndCommitted(t *testing.T, addr, group string, seen *seenSet, ends map[int32]int64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
+	waitFor(t, 20*time.Second, "the commits", func() bool {
+		got := committedOffsets(t, addr, group)
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func committedOffsets(t *testing.T, addr, group string) map[int32]int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
