@@ -2,6 +2,7 @@ package weirtest_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -101,5 +102,34 @@ func TestMetricsReadsTheBrokersPage(t *testing.T) {
 	m := weirtest.Metrics(t, b)
 	if got, found := m[`weir_topic_incoming_messages_total{topic="metered"}`]; got != 2 {
 		t.Fatalf(`weir_topic_incoming_messages_total{topic="metered"} = %v (found %v), want 2`, got, found)
+	}
+}
+
+func TestReadAllReturnsEachPartitionInOrder(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 2 })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var rs []*kgo.Record
+	for i, v := range []string{"a", "b", "c"} {
+		rs = append(rs, &kgo.Record{Topic: "read", Partition: int32(i % 2), Value: []byte(v)})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := weirtest.ReadAll(ctx, t, b.Addr(), "read")
+	values := func(p int32) (vs []string) {
+		for _, r := range got[p] {
+			vs = append(vs, string(r.Value))
+		}
+		return vs
+	}
+	if p0, p1 := values(0), values(1); len(got) != 2 || fmt.Sprint(p0) != "[a c]" || fmt.Sprint(p1) != "[b]" {
+		t.Fatalf("read back %v in partition 0 and %v in partition 1, want [a c] and [b]", p0, p1)
 	}
 }
