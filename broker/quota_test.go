@@ -3,7 +3,6 @@ package broker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -490,27 +489,9 @@ func scrape(t *testing.T, url string) map[string]float64 {
 // units on (set high enough never to throttle): the cost of the quota and
 // metrics on the produce path. Compare with BenchmarkProduceFrame.
 func BenchmarkProduceFrameLimited(b *testing.B) {
-	br := startBroker(b, func(c *Config) {
-		c.Sync = storage.SyncNever
+	benchProduceFrame(b, func(c *Config) {
 		c.Quota = quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"bench": quota.MaxUnits}}
 	})
-	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
-		b.Fatal(err)
-	}
-	req := produceReq("bench", 0, recordBatch("0123456789", "abcdefghij"))
-	req.Acks = 1
-	frame := frameOf(req, 1)[4:]
-	buf := make([]byte, len(frame))
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		copy(buf, frame)
-		p, err := br.handleFrame(ctx, buf)
-		if err != nil || p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-			b.Fatalf("produce failed: %v", err)
-		}
-	}
 }
 
 // TestQuotaAddsNoAllocs checks that throughput units and metrics cost the
@@ -522,22 +503,9 @@ func TestQuotaAddsNoAllocs(t *testing.T) {
 		t.Skip("allocation counts differ under -race and -cover")
 	}
 	allocs := func(q quota.Config) float64 {
-		br := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota = q })
-		req := produceReq("allocs", 0, recordBatch("0123456789", "abcdefghij"))
-		req.Acks = 1
-		frame := frameOf(req, 1)[4:]
-		buf := make([]byte, len(frame))
-		ctx := context.Background()
-		copy(buf, frame)
-		if _, err := br.handleFrame(ctx, buf); err != nil { // create the topic, resolve its metrics
-			t.Fatal(err)
-		}
-		return testing.AllocsPerRun(200, func() {
-			copy(buf, frame)
-			if _, err := br.handleFrame(ctx, buf); err != nil {
-				t.Fatal(err)
-			}
-		})
+		f := newFrameProducer(t, "allocs", func(c *Config) { c.Quota = q })
+		f.produce(t) // resolve the topic's metrics
+		return testing.AllocsPerRun(200, func() { f.produce(t) })
 	}
 	base := allocs(quota.Config{})
 	limited := allocs(quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"allocs": quota.MaxUnits}})
