@@ -21,22 +21,31 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// produceTo produces rs to the broker at addr, with a client that may
+// create topics, and returns the client and a context, both ended with the
+// test.
+func produceTo(t *testing.T, addr string, rs ...*kgo.Record) (*kgo.Client, context.Context) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return cl, ctx
+}
+
 func TestStart(t *testing.T) {
 	produceAndConsume(t)
 }
 
 func TestStartAppliesOptions(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 3 }, weirtest.Logger(t, 0))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "auto", Value: []byte("x")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cl, ctx := produceTo(t, b.Addr(), &kgo.Record{Topic: "auto", Value: []byte("x")})
 	details, err := kadm.NewClient(cl).ListTopics(ctx, "auto")
 	if err != nil {
 		t.Fatal(err)
@@ -70,16 +79,7 @@ func TestStartProxiedSeesEveryResponse(t *testing.T) {
 		mu.Unlock()
 		return r.Frame, true
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(px.Addr()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "proxied", Value: []byte("x")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceTo(t, px.Addr(), &kgo.Record{Topic: "proxied", Value: []byte("x")})
 	mu.Lock()
 	defer mu.Unlock()
 	if seen[kmsg.Produce] != 1 || seen[kmsg.Metadata] == 0 {
@@ -89,16 +89,7 @@ func TestStartProxiedSeesEveryResponse(t *testing.T) {
 
 func TestMetricsReadsTheBrokersPage(t *testing.T) {
 	b := weirtest.Start(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "metered", Value: []byte("x")}, &kgo.Record{Topic: "metered", Value: []byte("y")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceTo(t, b.Addr(), &kgo.Record{Topic: "metered", Value: []byte("x")}, &kgo.Record{Topic: "metered", Value: []byte("y")})
 	m := weirtest.Metrics(t, b)
 	if got, found := m[`weir_topic_incoming_messages_total{topic="metered"}`]; got != 2 {
 		t.Fatalf(`weir_topic_incoming_messages_total{topic="metered"} = %v (found %v), want 2`, got, found)
@@ -107,21 +98,11 @@ func TestMetricsReadsTheBrokersPage(t *testing.T) {
 
 func TestReadAllReturnsEachPartitionInOrder(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 2 })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation(),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	var rs []*kgo.Record
 	for i, v := range []string{"a", "b", "c"} {
 		rs = append(rs, &kgo.Record{Topic: "read", Partition: int32(i % 2), Value: []byte(v)})
 	}
-	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	_, ctx := produceTo(t, b.Addr(), rs...)
 	got := weirtest.ReadAll(ctx, t, b.Addr(), "read")
 	values := func(p int32) (vs []string) {
 		for _, r := range got[p] {
