@@ -68,15 +68,7 @@ func BenchmarkProduceFrame(b *testing.B) { benchProduceFrame(b, nil) }
 // BenchmarkFetchFrame measures a fetch of ~100 small batches, in process.
 func BenchmarkFetchFrame(b *testing.B) {
 	br := startBroker(b, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
-		b.Fatal(err)
-	}
-	p, _ := br.partition("bench", 0)
-	for range 100 {
-		if _, err := p.Append(recordBatch("0123456789", "abcdefghij")); err != nil {
-			b.Fatal(err)
-		}
-	}
+	topicWithBatches(b, br, "bench", 1, 100, "0123456789", "abcdefghij")
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
 	req.MaxBytes = 1 << 20

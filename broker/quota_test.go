@@ -100,12 +100,7 @@ func TestThrottleCoversWholeDebt(t *testing.T) {
 	if _, err := b.Log().CreateTopic("huge", 15, nil); err != nil {
 		t.Fatal(err)
 	}
-	req := produceReq("huge", 0, recordBatch(strings.Repeat("h", 900<<10)))
-	for i := int32(1); i < 15; i++ {
-		rp := req.Topics[0].Partitions[0]
-		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("h", 900<<10))
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
-	}
+	req := produceEach("huge", 15, strings.Repeat("h", 900<<10))
 	r := dialRaw(t, b)
 	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
 	// 15 x 900 KiB - 1 MiB of bucket = 12.18 MiB, at 1 MiB/s.
@@ -519,16 +514,8 @@ func TestQuotaAddsNoAllocs(t *testing.T) {
 // back the connection's next read for it.
 func TestFetchThrottled(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
-	if _, err := b.Log().CreateTopic("out", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.partition("out", 0)
 	const n = 5
-	for range n {
-		if _, err := p.Append(recordBatch(strings.Repeat("y", 900<<10))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	topicWithBatches(t, b, "out", 1, n, strings.Repeat("y", 900<<10))
 	r := dialRaw(t, b)
 	var prev time.Duration
 	var prevSent time.Time
@@ -748,12 +735,7 @@ func TestCloseDuringThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One request of 15 x 900 KiB: ~12 s over the bucket.
-	req := produceReq("big", 0, recordBatch(strings.Repeat("b", 900<<10)))
-	for i := int32(1); i < 15; i++ {
-		rp := req.Topics[0].Partitions[0]
-		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("b", 900<<10))
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
-	}
+	req := produceEach("big", 15, strings.Repeat("b", 900<<10))
 	r := dialRaw(t, b)
 	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
 	heldUntil := time.Now().Add(time.Duration(resp.ThrottleMillis) * time.Millisecond)
@@ -786,15 +768,7 @@ func (g groupOffsets) EachCommitted(fn func(group, topic string, partition int32
 // TestGroupLagMetric checks the lag metric's hook: log end minus committed.
 func TestGroupLagMetric(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := b.Log().CreateTopic("lagged", 2, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.partition("lagged", 0)
-	for range 5 {
-		if _, err := p.Append(recordBatch("r")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	topicWithBatches(t, b, "lagged", 2, 5, "r")
 	b.metrics.groups = groupOffsets{"readers/lagged/0": 2, "readers/lagged/1": 0, "gone/deleted/0": 1}
 	m := scrapeHandler(t, b)
 	for series, want := range map[string]float64{
