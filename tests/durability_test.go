@@ -26,12 +26,7 @@ func TestDurabilityKill9(t *testing.T) { runKill9(t, false) }
 func TestIdempotenceKill9(t *testing.T) { runKill9(t, true) }
 
 func runKill9(t *testing.T, idempotent bool) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always", "--auto-create-topics=false")
-	srv.start()
+	srv := startServer(t, "--fsync", "always", "--auto-create-topics=false")
 
 	const topic, partitions = "durable", 3
 	ctx := testContext(t, 60*time.Second)

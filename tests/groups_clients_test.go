@@ -31,12 +31,7 @@ import (
 // tool (memberless commit), SIGKILLs `weir serve`, restarts it, and checks
 // both commits are there.
 func TestGroupOffsetsSurviveKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin)
-	srv.start()
+	srv := startServer(t)
 	const topic, group = "killed", "survivors"
 	ctx := testContext(t, 60*time.Second)
 	createTopic(t, srv.addr, topic, 2)

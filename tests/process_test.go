@@ -65,6 +65,18 @@ func newServer(t *testing.T, bin string, args ...string) *server {
 	return s
 }
 
+// startServer builds the weir CLI and starts `weir serve` with args, for
+// tests of the real process; they are skipped with -short.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the weir binary; skipped with -short")
+	}
+	s := newServer(t, buildWeir(t), args...)
+	s.start()
+	return s
+}
+
 // start runs `weir serve` and waits until it accepts connections.
 func (s *server) start() {
 	s.t.Helper()

@@ -15,12 +15,7 @@ import (
 // three times. Every event must end acknowledged or returned; no
 // acknowledged event may be missing, and no event may be stored twice.
 func TestSDKProducerBrokerKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always", "--auto-create-topics=false")
-	srv.start()
+	srv := startServer(t, "--fsync", "always", "--auto-create-topics=false")
 
 	const topic, partitions = "sdk-restart", 3
 	ctx := testContext(t, 90*time.Second)

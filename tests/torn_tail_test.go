@@ -50,12 +50,7 @@ func activeSegments(t *testing.T, dataDir string) []string {
 // restart every acknowledged record is still there, nothing else is served,
 // and new records follow the acknowledged ones at the next offsets.
 func TestTornTailAfterKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always")
-	srv.start()
+	srv := startServer(t, "--fsync", "always")
 	const topic, partitions = "torn", 2
 	ctx := testContext(t, 60*time.Second)
 
