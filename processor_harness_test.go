@@ -176,9 +176,24 @@ func (l *ledger) result() (lost, twice int, twicePerPartition map[int32]int) {
 	return lost, twice, twicePerPartition
 }
 
-// waitAllProcessed waits until every produced event was processed.
+// checkProduced fails the test if no event was acknowledged into the
+// ledger: checks of what was lost or processed twice would pass, proving
+// nothing.
+func (l *ledger) checkProduced(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	n := len(l.produced)
+	l.mu.Unlock()
+	if n == 0 {
+		t.Fatal("no produced event was acknowledged: nothing to check")
+	}
+}
+
+// waitAllProcessed waits until every produced event was processed. Some
+// must have been.
 func (l *ledger) waitAllProcessed(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	l.checkProduced(t)
 	deadline := time.Now().Add(timeout)
 	for {
 		lost, _, _ := l.result()
