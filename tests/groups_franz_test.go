@@ -116,6 +116,17 @@ func (m *groupMember) stop() {
 	m.cl.Close()
 }
 
+// startOn starts an in-process broker with its data in dataDir, for tests
+// that close it and start another on the same data. The caller closes it.
+func startOn(t *testing.T, dataDir string) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // waitFor polls cond every 10 ms until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -288,13 +299,7 @@ func TestFranzGoGroups(t *testing.T) {
 // group resumes exactly at the commits.
 func TestGroupOffsetsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	start := func() *broker.Broker {
-		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	start := func() *broker.Broker { return startOn(t, dir) }
 	b := start()
 	topic, group := "resume", "resumers"
 	createTopic(t, b.Addr(), topic, 3)

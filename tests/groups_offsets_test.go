@@ -2,8 +2,6 @@ package tests
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +21,7 @@ import (
 // before and after it, by other groups, survive a restart.
 func TestGroupLongGroupIDRefused(t *testing.T) {
 	dir := t.TempDir()
-	start := func() *broker.Broker {
-		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	start := func() *broker.Broker { return startOn(t, dir) }
 	b := start()
 	createTopic(t, b.Addr(), "t", 1)
 	ctx := testContext(t, 30*time.Second)
