@@ -137,6 +137,7 @@ func TestProducerWaitForBufferRoomEndsWithContext(t *testing.T) {
 	}
 	checkStats(t, p, 3, 1, 2)
 	stored := readBack(t, ctx, c.ListenAddrs()[0], "t")
+	checkStoredOnceAt(t, stored, "first", o.ok["first"])
 	if len(stored) != 1 {
 		t.Errorf("stored %v, want only the first event", stored)
 	}
