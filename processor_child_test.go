@@ -213,8 +213,11 @@ func (l *ledger) loadProcessed(lines []processedLine) {
 	}
 }
 
+// waitChildrenProcessed waits until the children have processed every
+// produced event. Some must have been.
 func (l *ledger) waitChildrenProcessed(t testing.TB, timeout time.Duration, files ...string) {
 	t.Helper()
+	l.checkProduced(t)
 	deadline := time.Now().Add(timeout)
 	for {
 		l.loadProcessed(readProcessed(t, files...))

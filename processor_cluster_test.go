@@ -2,7 +2,6 @@ package weir_test
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -153,19 +152,26 @@ func TestProcessorRejectedCheckpointClosesWithOwnershipLost(t *testing.T) {
 // starts it again on the same port and data directory: Run never returns,
 // processing resumes from the checkpoint, and nothing is lost.
 func TestProcessorSurvivesBrokerRestart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, "restart")}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(freeAddr(t).Port), kfake.DataDir(t.TempDir()), kfake.SeedTopics(4, "restart")}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seeds := c.ListenAddrs()
+	checkSurvivesBrokerRestart(t, c.ListenAddrs(), "stopped", c.Close, func() {
+		c, err = kfake.NewCluster(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+	})
+}
+
+// checkSurvivesBrokerRestart runs one instance on topic "restart" (4
+// partitions, at seeds) under load, stops the broker with stop, and starts
+// it again with start: Run must not return, events produced after the
+// restart must be processed, and no acknowledged event may be lost.
+func checkSurvivesBrokerRestart(t *testing.T, seeds []string, stopped string, stop, start func()) {
+	t.Helper()
 	l := newLedger()
 	prod := startProducer(t, seeds, "restart", l, 500)
 	defer prod.stop()
@@ -173,18 +179,14 @@ func TestProcessorSurvivesBrokerRestart(t *testing.T) {
 		weir.Logger(quietLogger()), fastGroup(), weir.CheckpointEvery(50, 100*time.Millisecond))
 	<-in.p.Ready()
 	time.Sleep(time.Second)
-	c.Close()
-	t.Log("broker stopped")
+	stop()
+	t.Logf("broker %s", stopped)
 	select {
 	case err := <-in.done:
 		t.Fatalf("Run returned %v while the broker was down", err)
 	case <-time.After(2 * time.Second):
 	}
-	c, err = kfake.NewCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	start()
 	t.Log("broker restarted")
 	l.mu.Lock()
 	before := len(l.produced)
@@ -203,7 +205,7 @@ func TestProcessorSurvivesBrokerRestart(t *testing.T) {
 	}
 	in.stop(t)
 	lost, twice, _ := l.result()
-	t.Logf("produced %d (acknowledged, %d before the restart): lost %d, processed twice %d", len(l.produced), before, lost, twice)
+	t.Logf("produced %d (acknowledged, %d before the broker %s): lost %d, processed twice %d", len(l.produced), before, stopped, lost, twice)
 	if lost != 0 {
 		t.Fatalf("lost %d events", lost)
 	}

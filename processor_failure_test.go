@@ -165,10 +165,8 @@ func TestProcessorPoisonEventStopsOnlyItsPartition(t *testing.T) {
 	if err := in.p.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, ps := range in.p.Stats().Partitions {
-		if ps.Partition == 0 && (!ps.Stopped || ps.Committed != 50) {
-			t.Fatalf("partition 0: stopped %v, committed %d; want stopped at the poison event, offset 50", ps.Stopped, ps.Committed)
-		}
+	if ps := ownedStats(t, in.p, 2)[0]; !ps.Stopped || ps.Committed != 50 {
+		t.Fatalf("partition 0: stopped %v, committed %d; want stopped at the poison event, offset 50", ps.Stopped, ps.Committed)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -235,9 +233,15 @@ func testPerKeyConcurrency(t *testing.T, b backend) {
 	if err := in.p.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, ps := range in.p.Stats().Partitions {
-		if ps.Committed != ps.HighWatermark {
-			t.Errorf("partition %d: committed %d, high watermark %d", ps.Partition, ps.Committed, ps.HighWatermark)
+	ends := map[int32]int64{} // partition -> offset after the last produced event
+	l.mu.Lock()
+	for id := range l.produced {
+		ends[id.Partition] = max(ends[id.Partition], id.Offset+1)
+	}
+	l.mu.Unlock()
+	for p, ps := range ownedStats(t, in.p, 4) {
+		if ps.Committed != ends[p] || ps.HighWatermark != ends[p] {
+			t.Errorf("partition %d: committed %d, high watermark %d; want both at %d, after the last event produced", p, ps.Committed, ps.HighWatermark, ends[p])
 		}
 	}
 	in.stop(t)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -81,6 +82,18 @@ func createTopics(t testing.TB, seeds []string, partitions int32, topics ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freeAddr returns an address on 127.0.0.1 that was free a moment ago, for
+// a broker that must come back at the same address after a restart.
+func freeAddr(t testing.TB) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr)
 }
 
 // quietLogger keeps test output readable; set WEIR_TEST_LOG=1 for logs
@@ -163,9 +176,24 @@ func (l *ledger) result() (lost, twice int, twicePerPartition map[int32]int) {
 	return lost, twice, twicePerPartition
 }
 
-// waitAllProcessed waits until every produced event was processed.
+// checkProduced fails the test if no event was acknowledged into the
+// ledger: checks of what was lost or processed twice would pass, proving
+// nothing.
+func (l *ledger) checkProduced(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	n := len(l.produced)
+	l.mu.Unlock()
+	if n == 0 {
+		t.Fatal("no produced event was acknowledged: nothing to check")
+	}
+}
+
+// waitAllProcessed waits until every produced event was processed. Some
+// must have been.
 func (l *ledger) waitAllProcessed(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	l.checkProduced(t)
 	deadline := time.Now().Add(timeout)
 	for {
 		lost, _, _ := l.result()
@@ -336,6 +364,27 @@ func waitBalanced(t testing.TB, fleet []*instance, partitions int, timeout time.
 		time.Sleep(10 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// ownedStats returns the processor's stats of partitions 0 to n-1 and
+// fails the test unless it owns each of them, and no other: a loop over
+// Stats().Partitions alone passes when a partition is missing.
+func ownedStats(t testing.TB, p *weir.Processor, n int) map[int32]weir.PartitionStats {
+	t.Helper()
+	st := p.Stats()
+	byPartition := make(map[int32]weir.PartitionStats, len(st.Partitions))
+	for _, ps := range st.Partitions {
+		byPartition[ps.Partition] = ps
+	}
+	for i := range int32(n) {
+		if _, ok := byPartition[i]; !ok {
+			t.Fatalf("partition %d missing from Stats: %+v", i, st.Partitions)
+		}
+	}
+	if len(st.Partitions) != n {
+		t.Fatalf("Stats has %d partitions, want the %d of the topic: %+v", len(st.Partitions), n, st.Partitions)
+	}
+	return byPartition
 }
 
 func owned(in *instance) []int32 {

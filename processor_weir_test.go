@@ -82,12 +82,7 @@ func TestProcessorSurvivesWeirBrokerKill(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/weirhq/weir/cmd/weir").CombinedOutput(); err != nil {
 		t.Fatalf("go build weir: %v\n%s", err, out)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t).String()
 	dir := t.TempDir()
 	var cmd *exec.Cmd
 	serve := func() {
@@ -112,44 +107,7 @@ func TestProcessorSurvivesWeirBrokerKill(t *testing.T) {
 	defer func() { kill() }()
 	seeds := []string{addr}
 	createTopics(t, seeds, 4, "restart")
-
-	l := newLedger()
-	prod := startProducer(t, seeds, "restart", l, 500)
-	defer prod.stop()
-	in := startInstance(t, "a", l.handler("a"), weir.Brokers(seeds...), weir.Topic("restart"), weir.Group("restart"),
-		weir.Logger(quietLogger()), fastGroup(), weir.CheckpointEvery(50, 100*time.Millisecond))
-	<-in.p.Ready()
-	time.Sleep(time.Second)
-	kill()
-	t.Log("weir SIGKILLed")
-	select {
-	case err := <-in.done:
-		t.Fatalf("Run returned %v while the broker was down", err)
-	case <-time.After(2 * time.Second):
-	}
-	serve()
-	t.Log("weir restarted")
-	l.mu.Lock()
-	before := len(l.produced)
-	l.mu.Unlock()
-	waitFor(t, 30*time.Second, "events produced after the restart", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.produced) > before+200
-	})
-	prod.stop()
-	l.waitAllProcessed(t, 60*time.Second)
-	select {
-	case err := <-in.done:
-		t.Fatalf("Run returned %v after the broker restart", err)
-	default:
-	}
-	in.stop(t)
-	lost, twice, _ := l.result()
-	t.Logf("produced %d (acknowledged, %d before the kill): lost %d, processed twice %d", len(l.produced), before, lost, twice)
-	if lost != 0 {
-		t.Fatalf("lost %d events", lost)
-	}
+	checkSurvivesBrokerRestart(t, seeds, "SIGKILLed", kill, serve)
 }
 
 // checkFailsFastWithoutLeaks checks that Run fails with want in under 5s,

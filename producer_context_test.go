@@ -15,41 +15,6 @@ import (
 	"github.com/weirhq/weir/weirtest"
 )
 
-// checkStats fails the test unless the producer's counters add up and
-// nothing is left buffered.
-func checkStats(t *testing.T, p *weir.Producer, sent, acked, failed int64) {
-	t.Helper()
-	s := p.Stats()
-	if s.Sent != s.Acknowledged+s.Failed+s.Buffered {
-		t.Errorf("stats %+v: Sent != Acknowledged + Failed + Buffered", s)
-	}
-	if s.Sent != sent || s.Acknowledged != acked || s.Failed != failed || s.Buffered != 0 {
-		t.Errorf("stats %+v: want %d sent, %d acknowledged, %d failed, none buffered", s, sent, acked, failed)
-	}
-}
-
-// holdRequests makes the kfake cluster hold every request of one kind
-// until the returned release is called (also at cleanup). asked receives
-// once the first such request arrives.
-func holdRequests(t *testing.T, c *kfake.Cluster, key kmsg.Key) (asked <-chan struct{}, release func()) {
-	t.Helper()
-	arrived := make(chan struct{}, 1)
-	held := make(chan struct{})
-	var once sync.Once
-	release = func() { once.Do(func() { close(held) }) }
-	t.Cleanup(release)
-	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		c.SleepControl(func() { <-held })
-		return nil, nil, false
-	})
-	return arrived, release
-}
-
 // One caller's short context must not fail another caller's event batched
 // with it. Both events wait in the same partition's batch (a long linger),
 // and the first send is also the one that starts the producer ID request:
@@ -88,15 +53,6 @@ func TestProducerShortContextDoesNotFailOtherEvents(t *testing.T) {
 	}
 }
 
-// checkStoredOnceAt fails the test unless value v was read back once, where
-// its result says it was stored.
-func checkStoredOnceAt(t *testing.T, stored map[string]place, v string, r weir.Result) {
-	t.Helper()
-	if at := stored[v]; at.Count != 1 || at.Partition != r.Partition || at.Offset != r.Offset {
-		t.Errorf("%s: acknowledged at %d/%d, read back %d times, at %d/%d", v, r.Partition, r.Offset, at.Count, at.Partition, at.Offset)
-	}
-}
-
 // Send returns when its context ends, with the context's error, and other
 // senders' events, in the same partition, are unaffected. The broker holds
 // the producer ID request until then, so the events are waiting inside the
@@ -104,11 +60,7 @@ func checkStoredOnceAt(t *testing.T, stored map[string]place, v string, r weir.R
 // stored, and counted once.
 func TestProducerSendStopsWaitingWhenItsContextEnds(t *testing.T) {
 	leakCheck(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := kfakeCluster(t, kfake.SeedTopics(1, "t"))
 	asked, release := holdRequests(t, c, kmsg.InitProducerID)
 	ctx := testCtx(t, 30*time.Second)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"))
@@ -131,7 +83,7 @@ func TestProducerSendStopsWaitingWhenItsContextEnds(t *testing.T) {
 		doneB <- sent{r, err}
 	}()
 
-	err = <-errA
+	err := <-errA
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("A's Send: %v, want its context's deadline", err)
 	}
@@ -156,11 +108,7 @@ func TestProducerSendStopsWaitingWhenItsContextEnds(t *testing.T) {
 // not sent.
 func TestProducerWaitForBufferRoomEndsWithContext(t *testing.T) {
 	leakCheck(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := kfakeCluster(t, kfake.SeedTopics(1, "t"))
 	asked, release := holdRequests(t, c, kmsg.Produce)
 	ctx := testCtx(t, 30*time.Second)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.MaxBuffered(1, 1<<20))
@@ -189,6 +137,7 @@ func TestProducerWaitForBufferRoomEndsWithContext(t *testing.T) {
 	}
 	checkStats(t, p, 3, 1, 2)
 	stored := readBack(t, ctx, c.ListenAddrs()[0], "t")
+	checkStoredOnceAt(t, stored, "first", o.ok["first"])
 	if len(stored) != 1 {
 		t.Errorf("stored %v, want only the first event", stored)
 	}

@@ -23,15 +23,18 @@ import (
 // measurement.
 const fatalBound = 5 * time.Second
 
+// saslCluster is a one-broker kfake cluster with topic "t" that requires a
+// SASL PLAIN login; the superuser is admin, password secret.
+func saslCluster(t *testing.T, more ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	return kfakeCluster(t, append([]kfake.Opt{kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t")}, more...)...)
+}
+
 func TestProducerFatalMisconfigurationIsFast(t *testing.T) {
 	leakCheck(t)
 	noAuto := weirtest.Start(t, func(c *broker.Config) { c.DisableAutoCreateTopics = true })
-	sasl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
-		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sasl.Close)
+	sasl := saslCluster(t)
 
 	cases := []struct {
 		name string
@@ -101,12 +104,7 @@ func TestProducerTopicDeletedWhileRunning(t *testing.T) {
 // is about the credentials, not about SASL.
 func TestProducerSASLPlainLogin(t *testing.T) {
 	leakCheck(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
-		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := saslCluster(t)
 	ctx := testCtx(t, 30*time.Second)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("admin", "secret"))
 	r, err := p.Send(ctx, weir.Event{Value: []byte("hello")})
@@ -125,18 +123,11 @@ func TestProducerNotAuthorizedIsFast(t *testing.T) {
 	leakCheck(t)
 	describeOnly := kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "t", Pattern: kmsg.ACLResourcePatternTypeLiteral,
 		Operation: kmsg.ACLOperationDescribe, Allow: true}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
-		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t"),
-		kfake.User("PLAIN", "nobody", "pw"),
-		kfake.User("PLAIN", "reader", "pw", describeOnly))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := saslCluster(t, kfake.EnableACLs(), kfake.User("PLAIN", "nobody", "pw"), kfake.User("PLAIN", "reader", "pw", describeOnly))
 	ctx := testCtx(t, time.Minute)
 
 	start := time.Now()
-	_, err = weir.NewProducer(ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("nobody", "pw"))
+	_, err := weir.NewProducer(ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("nobody", "pw"))
 	if !errors.Is(err, weir.ErrAuthorization) {
 		t.Errorf("NewProducer as a user with no ACLs: %v, want ErrAuthorization", err)
 	}
@@ -226,20 +217,14 @@ func TestProducerLoginRefusedWhileRunning(t *testing.T) {
 	leakCheck(t)
 	var revoked atomic.Bool
 	var ln *revocableListener
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
-		kfake.Superuser("PLAIN", "admin", "secret"), kfake.SeedTopics(1, "t"),
-		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
-			l, err := net.Listen(network, addr)
-			if err != nil {
-				return nil, err
-			}
-			ln = &revocableListener{Listener: l, revoked: &revoked}
-			return ln, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := saslCluster(t, kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		ln = &revocableListener{Listener: l, revoked: &revoked}
+		return ln, nil
+	}))
 	ctx := testCtx(t, time.Minute)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.SASLPlain("admin", "secret"))
 	if _, err := p.Send(ctx, weir.Event{Value: []byte("before")}); err != nil {
@@ -248,7 +233,7 @@ func TestProducerLoginRefusedWhileRunning(t *testing.T) {
 
 	ln.revoke()
 	start := time.Now()
-	_, err = p.Send(ctx, weir.Event{Value: []byte("while refused")})
+	_, err := p.Send(ctx, weir.Event{Value: []byte("while refused")})
 	took := time.Since(start)
 	if !errors.Is(err, weir.ErrAuthentication) {
 		t.Fatalf("Send while logins are refused: %v, want ErrAuthentication", err)

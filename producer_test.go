@@ -1,47 +1,19 @@
 package weir_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.uber.org/goleak"
 
 	"github.com/weirhq/weir"
 	"github.com/weirhq/weir/broker"
 	"github.com/weirhq/weir/weirtest"
 )
-
-// leakCheck fails the test if it leaves goroutines behind. Call it first:
-// its cleanup runs last, after brokers and clients are closed.
-func leakCheck(t *testing.T) {
-	t.Helper()
-	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
-}
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func newProducer(t *testing.T, ctx context.Context, opts ...weir.ProducerOpt) *weir.Producer {
-	t.Helper()
-	p, err := weir.NewProducer(ctx, opts...)
-	if err != nil {
-		t.Fatalf("NewProducer: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
-}
 
 func TestProducerSendAndReadBack(t *testing.T) {
 	leakCheck(t)
@@ -92,8 +64,9 @@ func TestProducerSendAndReadBack(t *testing.T) {
 
 	async := make(chan weir.Result, 1)
 	p.SendAsync(ctx, weir.Event{Value: []byte("async")}, func(r weir.Result) { async <- r })
-	if r := <-async; r.Err != nil {
-		t.Fatal(r.Err)
+	asyncResult := <-async
+	if asyncResult.Err != nil {
+		t.Fatal(asyncResult.Err)
 	}
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -108,71 +81,32 @@ func TestProducerSendAndReadBack(t *testing.T) {
 	}
 
 	got := readBack(t, ctx, b.Addr(), "orders")
-	want := map[string]weir.Result{"apple": keyed, "pear": again, "plum": explicit}
+	want := map[string]weir.Result{"apple": keyed, "pear": again, "plum": explicit, "async": asyncResult}
 	for i, r := range rs {
 		want[fmt.Sprintf("batch-%d", i)] = r
 	}
 	for v, r := range want {
-		at, ok := got[v]
-		if !ok || at.Partition != r.Partition || at.Offset != r.Offset {
-			t.Errorf("%s acknowledged at %d/%d, read back at %+v (found %v)", v, r.Partition, r.Offset, at, ok)
-		}
+		checkStoredOnceAt(t, got, v, r)
 	}
-}
-
-type place struct {
-	Partition int32
-	Offset    int64
-	Count     int
-}
-
-// readBack reads every record of topic up to the end offsets the broker
-// reports now, and returns where each value is stored and how often.
-func readBack(t *testing.T, ctx context.Context, addr, topic string) map[string]place {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
+	if len(got) != len(want) { // the rejected events and the one sent after Close are not stored
+		t.Errorf("read back %d distinct events, %d acknowledged", len(got), len(want))
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatalf("list end offsets: %v", err)
-	}
-	left := map[int32]int64{} // partition -> end offset not yet reached
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	out := map[string]place{}
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read back %s: timed out with partitions %v left", topic, left)
-		}
-		fs.EachError(func(_ string, p int32, err error) { t.Errorf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			pl := out[string(r.Value)]
-			out[string(r.Value)] = place{r.Partition, r.Offset, pl.Count + 1}
-			if end, ok := left[r.Partition]; ok && r.Offset >= end-1 {
-				delete(left, r.Partition)
-			}
-		})
-	}
-	return out
 }
 
 // The topic's max.message.bytes is learned at start: an event that can
-// never fit is rejected at once, and one the topic allows above kgo's
-// 1 MB default batch size goes through.
+// never fit is rejected at once, by the producer itself before it is
+// buffered (no produce request reaches the broker, which would reject it
+// too), and one the topic allows above kgo's 1 MB default batch size goes
+// through.
 func TestProducerEventSizeLimit(t *testing.T) {
 	leakCheck(t)
-	b := weirtest.Start(t)
+	var produces atomic.Int64 // produce requests the broker answered
+	b, px := weirtest.StartProxied(t, func(r weirtest.Response) ([]byte, bool) {
+		if r.Key == kmsg.Produce {
+			produces.Add(1)
+		}
+		return r.Frame, true
+	})
 	ctx := testCtx(t, 30*time.Second)
 	if _, err := b.Log().CreateTopic("small", 1, map[string]string{"max.message.bytes": "2000"}); err != nil {
 		t.Fatal(err)
@@ -180,45 +114,43 @@ func TestProducerEventSizeLimit(t *testing.T) {
 	if _, err := b.Log().CreateTopic("big", 1, map[string]string{"max.message.bytes": "4194304"}); err != nil {
 		t.Fatal(err)
 	}
-	small := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("small"))
+	rejectedLocally := func(p *weir.Producer, topic string, size int, what string) {
+		t.Helper()
+		before := produces.Load()
+		start := time.Now()
+		_, err := p.Send(ctx, weir.Event{Value: make([]byte, size)})
+		var we *weir.Error
+		if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != topic {
+			t.Errorf("%s: %v, want an *Error of kind ErrEventTooLarge", what, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: rejecting took %v; it should not reach the network", what, took)
+		}
+		if n := produces.Load() - before; n != 0 {
+			t.Errorf("%s: %d produce requests reached the broker; the producer must reject the event before buffering it", what, n)
+		}
+	}
+	small := newProducer(t, ctx, weir.Brokers(px.Addr()), weir.Topic("small"))
 	if _, err := small.Send(ctx, weir.Event{Value: make([]byte, 1000)}); err != nil {
 		t.Errorf("1000 bytes into max.message.bytes 2000: %v", err)
 	}
-	start := time.Now()
-	_, err := small.Send(ctx, weir.Event{Value: make([]byte, 3000)})
-	var we *weir.Error
-	if !errors.Is(err, weir.ErrEventTooLarge) || !errors.As(err, &we) || we.Topic != "small" {
-		t.Errorf("3000 bytes into max.message.bytes 2000: %v, want an *Error of kind ErrEventTooLarge", err)
+	if produces.Load() == 0 {
+		t.Fatal("the proxy saw no produce response for an acknowledged event: it cannot tell where events are rejected")
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("rejecting took %v; it should not reach the network", took)
-	}
-	big := newProducer(t, ctx, weir.Brokers(b.Addr()), weir.Topic("big"))
+	rejectedLocally(small, "small", 3000, "3000 bytes into max.message.bytes 2000")
+	big := newProducer(t, ctx, weir.Brokers(px.Addr()), weir.Topic("big"))
 	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 3<<20)}); err != nil {
 		t.Errorf("3 MiB into max.message.bytes 4 MiB: %v", err)
 	}
-	if _, err := big.Send(ctx, weir.Event{Value: make([]byte, 5<<20)}); !errors.Is(err, weir.ErrEventTooLarge) {
-		t.Errorf("5 MiB into max.message.bytes 4 MiB: %v, want ErrEventTooLarge", err)
-	}
+	rejectedLocally(big, "big", 5<<20, "5 MiB into max.message.bytes 4 MiB")
 }
 
 // With NonBlocking, a full buffer is ErrBufferFull at once; by default the
 // sender waits for room instead.
 func TestProducerNonBlockingBufferFull(t *testing.T) {
 	leakCheck(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-release }) // hold produce requests until released
-		return nil, nil, false
-	})
+	c := kfakeCluster(t, kfake.SeedTopics(1, "t"))
+	_, release := holdRequests(t, c, kmsg.Produce)
 	ctx := testCtx(t, 30*time.Second)
 	p := newProducer(t, ctx, weir.Brokers(c.ListenAddrs()...), weir.Topic("t"), weir.NonBlocking(), weir.MaxBuffered(10, 1<<20))
 	o := newOutcomes()
@@ -234,7 +166,7 @@ func TestProducerNonBlockingBufferFull(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	releaseOnce.Do(func() { close(release) })
+	release()
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,9 @@ package broker
 
 import (
 	"bytes"
-	"context"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/weirhq/weir/storage"
 )
 
 func TestBufPoolSizes(t *testing.T) {
@@ -80,21 +78,8 @@ func TestProduceFrameAllocs(t *testing.T) {
 	if testing.CoverMode() != "" || raceEnabled {
 		t.Skip("allocation counts differ under -race and -cover")
 	}
-	br := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := br.Log().CreateTopic("allocs", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	req := produceReq("allocs", 0, recordBatch("0123456789", "abcdefghij"))
-	req.Acks = 1
-	frame := frameOf(req, 1)[4:]
-	buf := make([]byte, len(frame))
-	ctx := context.Background()
-	allocs := testing.AllocsPerRun(100, func() {
-		copy(buf, frame) // Append rewrites the batch in place
-		if _, err := br.handleFrame(ctx, buf); err != nil {
-			t.Fatal(err)
-		}
-	})
+	f := newFrameProducer(t, "allocs", nil)
+	allocs := testing.AllocsPerRun(100, func() { f.produce(t) })
 	const want = 10 // 8 measured with kmsg v1.15.1 and SyncNever
 	if allocs > want {
 		t.Errorf("produce of one small batch: %v allocations, want at most %d", allocs, want)

@@ -10,42 +10,65 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// BenchmarkProduceFrame measures parsing and appending one produce request
-// (acks=1, one small batch) in process, without sockets.
-func BenchmarkProduceFrame(b *testing.B) {
-	// SyncNever: measure the broker, not fsync.
-	br := startBroker(b, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
-		b.Fatal(err)
+// frameProducer hands a broker, in process and without sockets, an
+// acks=1 produce request of one small batch to partition 0 of a topic.
+type frameProducer struct {
+	br         *Broker
+	frame, buf []byte // the request frame without its size; buf to hand over
+}
+
+// newFrameProducer starts a broker that never fsyncs (to measure the broker,
+// not the disk), with mod applied after that, and creates topic with one
+// partition.
+func newFrameProducer(tb testing.TB, topic string, mod func(*Config)) *frameProducer {
+	tb.Helper()
+	br := startBroker(tb, func(c *Config) {
+		c.Sync = storage.SyncNever
+		if mod != nil {
+			mod(c)
+		}
+	})
+	if _, err := br.Log().CreateTopic(topic, 1, nil); err != nil {
+		tb.Fatal(err)
 	}
-	req := produceReq("bench", 0, recordBatch("0123456789", "abcdefghij"))
+	req := produceReq(topic, 0, recordBatch("0123456789", "abcdefghij"))
 	req.Acks = 1
 	frame := frameOf(req, 1)[4:]
-	buf := make([]byte, len(frame))
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		copy(buf, frame) // Append rewrites the batch in place
-		p, err := br.handleFrame(ctx, buf)
-		if err != nil || p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-			b.Fatalf("produce failed: %v", err)
-		}
+	return &frameProducer{br: br, frame: frame, buf: make([]byte, len(frame))}
+}
+
+// produce hands the broker the request once, and fails unless the batch was
+// stored.
+func (f *frameProducer) produce(tb testing.TB) {
+	copy(f.buf, f.frame) // Append rewrites the batch in place
+	p, err := f.br.handleFrame(context.Background(), f.buf)
+	if err != nil {
+		tb.Fatalf("produce: %v", err)
+	}
+	if code := p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		tb.Fatalf("produce: error code %d", code)
 	}
 }
+
+// benchProduceFrame measures parsing and appending the produce request of
+// a frameProducer.
+func benchProduceFrame(b *testing.B, mod func(*Config)) {
+	f := newFrameProducer(b, "bench", mod)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(f.frame)))
+	for b.Loop() {
+		f.produce(b)
+	}
+}
+
+// BenchmarkProduceFrame measures parsing and appending one produce request
+// (acks=1, one small batch) in process, without sockets.
+func BenchmarkProduceFrame(b *testing.B) { benchProduceFrame(b, nil) }
 
 // BenchmarkFetchFrame measures a fetch of ~100 small batches, in process.
 func BenchmarkFetchFrame(b *testing.B) {
 	br := startBroker(b, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
-		b.Fatal(err)
-	}
-	p, _ := br.partition("bench", 0)
-	for range 100 {
-		if _, err := p.Append(recordBatch("0123456789", "abcdefghij")); err != nil {
-			b.Fatal(err)
-		}
-	}
+	topicWithBatches(b, br, "bench", 1, 100, "0123456789", "abcdefghij")
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
 	req.MaxBytes = 1 << 20

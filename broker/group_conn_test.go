@@ -67,15 +67,7 @@ func TestGroupRepliesInOrderWithoutBlockingOthers(t *testing.T) {
 // reads weir_consumer_group_lag from the metrics handler.
 func TestGroupLagMetricFromCommits(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := b.Log().CreateTopic("lagging", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.partition("lagging", 0)
-	for range 5 {
-		if _, err := p.Append(recordBatch("r")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	topicWithBatches(t, b, "lagging", 1, 5, "r")
 	r := dialRaw(t, b)
 	commit := kmsg.NewPtrOffsetCommitRequest()
 	commit.Version = 8

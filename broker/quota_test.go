@@ -3,7 +3,6 @@ package broker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -101,12 +100,7 @@ func TestThrottleCoversWholeDebt(t *testing.T) {
 	if _, err := b.Log().CreateTopic("huge", 15, nil); err != nil {
 		t.Fatal(err)
 	}
-	req := produceReq("huge", 0, recordBatch(strings.Repeat("h", 900<<10)))
-	for i := int32(1); i < 15; i++ {
-		rp := req.Topics[0].Partitions[0]
-		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("h", 900<<10))
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
-	}
+	req := produceEach("huge", 15, strings.Repeat("h", 900<<10))
 	r := dialRaw(t, b)
 	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
 	// 15 x 900 KiB - 1 MiB of bucket = 12.18 MiB, at 1 MiB/s.
@@ -414,8 +408,6 @@ func TestConflictingOverridesDoNotBlockStart(t *testing.T) {
 // metrics handler: the counters show what happened.
 func TestMetrics(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
-	srv := httptest.NewServer(b.MetricsHandler())
-	defer srv.Close()
 	const topic, n, size = "metered", 1500, 200
 	cl := newClient(t, b, kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -428,7 +420,7 @@ func TestMetrics(t *testing.T) {
 	}
 	consume(t, b, topic, n)
 
-	m := scrape(t, srv.URL)
+	m := scrapeHandler(t, b)
 	want := func(name string, ok func(float64) bool, desc string) {
 		t.Helper()
 		v, found := m[name]
@@ -459,7 +451,8 @@ func TestMetrics(t *testing.T) {
 	want(`weir_throughput_unit_changes_total{reason="auto-inflate"}`, eq(0), "0")
 }
 
-// scrape fetches a Prometheus text page as series -> value.
+// scrape fetches a Prometheus text page as series -> value. It is
+// weirtest.Metrics, which this package's tests cannot import.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -491,27 +484,9 @@ func scrape(t *testing.T, url string) map[string]float64 {
 // units on (set high enough never to throttle): the cost of the quota and
 // metrics on the produce path. Compare with BenchmarkProduceFrame.
 func BenchmarkProduceFrameLimited(b *testing.B) {
-	br := startBroker(b, func(c *Config) {
-		c.Sync = storage.SyncNever
+	benchProduceFrame(b, func(c *Config) {
 		c.Quota = quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"bench": quota.MaxUnits}}
 	})
-	if _, err := br.Log().CreateTopic("bench", 1, nil); err != nil {
-		b.Fatal(err)
-	}
-	req := produceReq("bench", 0, recordBatch("0123456789", "abcdefghij"))
-	req.Acks = 1
-	frame := frameOf(req, 1)[4:]
-	buf := make([]byte, len(frame))
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		copy(buf, frame)
-		p, err := br.handleFrame(ctx, buf)
-		if err != nil || p.reply.resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode != 0 {
-			b.Fatalf("produce failed: %v", err)
-		}
-	}
 }
 
 // TestQuotaAddsNoAllocs checks that throughput units and metrics cost the
@@ -523,22 +498,9 @@ func TestQuotaAddsNoAllocs(t *testing.T) {
 		t.Skip("allocation counts differ under -race and -cover")
 	}
 	allocs := func(q quota.Config) float64 {
-		br := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota = q })
-		req := produceReq("allocs", 0, recordBatch("0123456789", "abcdefghij"))
-		req.Acks = 1
-		frame := frameOf(req, 1)[4:]
-		buf := make([]byte, len(frame))
-		ctx := context.Background()
-		copy(buf, frame)
-		if _, err := br.handleFrame(ctx, buf); err != nil { // create the topic, resolve its metrics
-			t.Fatal(err)
-		}
-		return testing.AllocsPerRun(200, func() {
-			copy(buf, frame)
-			if _, err := br.handleFrame(ctx, buf); err != nil {
-				t.Fatal(err)
-			}
-		})
+		f := newFrameProducer(t, "allocs", func(c *Config) { c.Quota = q })
+		f.produce(t) // resolve the topic's metrics
+		return testing.AllocsPerRun(200, func() { f.produce(t) })
 	}
 	base := allocs(quota.Config{})
 	limited := allocs(quota.Config{ThroughputUnits: quota.MaxUnits, TopicUnits: map[string]int{"allocs": quota.MaxUnits}})
@@ -552,16 +514,8 @@ func TestQuotaAddsNoAllocs(t *testing.T) {
 // back the connection's next read for it.
 func TestFetchThrottled(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever; c.Quota.ThroughputUnits = 1 })
-	if _, err := b.Log().CreateTopic("out", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.partition("out", 0)
 	const n = 5
-	for range n {
-		if _, err := p.Append(recordBatch(strings.Repeat("y", 900<<10))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	topicWithBatches(t, b, "out", 1, n, strings.Repeat("y", 900<<10))
 	r := dialRaw(t, b)
 	var prev time.Duration
 	var prevSent time.Time
@@ -781,12 +735,7 @@ func TestCloseDuringThrottle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One request of 15 x 900 KiB: ~12 s over the bucket.
-	req := produceReq("big", 0, recordBatch(strings.Repeat("b", 900<<10)))
-	for i := int32(1); i < 15; i++ {
-		rp := req.Topics[0].Partitions[0]
-		rp.Partition, rp.Records = i, recordBatch(strings.Repeat("b", 900<<10))
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
-	}
+	req := produceEach("big", 15, strings.Repeat("b", 900<<10))
 	r := dialRaw(t, b)
 	resp := r.roundTrip(req).(*kmsg.ProduceResponse)
 	heldUntil := time.Now().Add(time.Duration(resp.ThrottleMillis) * time.Millisecond)
@@ -819,15 +768,7 @@ func (g groupOffsets) EachCommitted(fn func(group, topic string, partition int32
 // TestGroupLagMetric checks the lag metric's hook: log end minus committed.
 func TestGroupLagMetric(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.Sync = storage.SyncNever })
-	if _, err := b.Log().CreateTopic("lagged", 2, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.partition("lagged", 0)
-	for range 5 {
-		if _, err := p.Append(recordBatch("r")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	topicWithBatches(t, b, "lagged", 2, 5, "r")
 	b.metrics.groups = groupOffsets{"readers/lagged/0": 2, "readers/lagged/1": 0, "gone/deleted/0": 1}
 	m := scrapeHandler(t, b)
 	for series, want := range map[string]float64{

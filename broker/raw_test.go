@@ -148,6 +148,36 @@ func produceReq(topic string, partition int32, records []byte) *kmsg.ProduceRequ
 	return req
 }
 
+// produceEach is a produce request of one batch of value to each of
+// partitions 0 to n-1 of topic.
+func produceEach(topic string, n int32, value string) *kmsg.ProduceRequest {
+	req := produceReq(topic, 0, recordBatch(value))
+	for i := int32(1); i < n; i++ {
+		rp := req.Topics[0].Partitions[0]
+		rp.Partition, rp.Records = i, recordBatch(value)
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+	}
+	return req
+}
+
+// topicWithBatches creates topic with the given number of partitions and
+// appends n batches of values to its partition 0.
+func topicWithBatches(tb testing.TB, b *Broker, topic string, partitions int32, n int, values ...string) {
+	tb.Helper()
+	if _, err := b.Log().CreateTopic(topic, partitions, nil); err != nil {
+		tb.Fatal(err)
+	}
+	p, err := b.partition(topic, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range n {
+		if _, err := p.Append(recordBatch(values...)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 func produceCode(t *testing.T, r *rawConn, req *kmsg.ProduceRequest) int16 {
 	t.Helper()
 	resp := r.roundTrip(req).(*kmsg.ProduceResponse)

@@ -36,9 +36,7 @@ func benchRebalance(b *testing.B, heartbeat time.Duration) {
 	adm := kadm.NewClient(admCl)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
-		b.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(b, br.Addr(), topic, partitions)
 	newMember := func(i int) *kgo.Client {
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(br.Addr()),

@@ -16,15 +16,10 @@ import (
 // endless stdin, sends it SIGTERM mid-stream, and checks that it exits 0
 // having stored every record it says it produced, in order.
 func TestCLIProduceFlushesOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the weir binary; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin)
-	srv.start()
-	weirCmd(t, bin, srv.addr, nil, "topic", "create", "sigterm")
+	srv := startServer(t)
+	weirCmd(t, srv.bin, srv.addr, nil, "topic", "create", "sigterm")
 
-	cmd := exec.Command(bin, "produce", "sigterm", "--brokers", srv.addr)
+	cmd := exec.Command(srv.bin, "produce", "sigterm", "--brokers", srv.addr)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -35,15 +35,10 @@ type cliRecord struct {
 // stop the server with SIGTERM, start it again on the same data directory,
 // and find the same records.
 func TestCLINewUser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the weir binary; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always")
-	srv.start()
+	srv := startServer(t, "--fsync", "always")
 
-	weirCmd(t, bin, srv.addr, nil, "topic", "create", "orders", "--partitions", "4")
-	list := weirCmd(t, bin, srv.addr, nil, "topic", "list")
+	weirCmd(t, srv.bin, srv.addr, nil, "topic", "create", "orders", "--partitions", "4")
+	list := weirCmd(t, srv.bin, srv.addr, nil, "topic", "list")
 	if !bytes.Contains(list, []byte("orders")) {
 		t.Errorf("weir topic list does not show orders:\n%s", list)
 	}
@@ -55,7 +50,7 @@ func TestCLINewUser(t *testing.T) {
 		fmt.Fprintf(&in, "%s=%s\n", k, v)
 		want[v] = k
 	}
-	weirCmd(t, bin, srv.addr, in.Bytes(), "produce", "orders", "--key-separator", "=")
+	weirCmd(t, srv.bin, srv.addr, in.Bytes(), "produce", "orders", "--key-separator", "=")
 
 	check := func(out []byte) {
 		t.Helper()
@@ -98,11 +93,11 @@ func TestCLINewUser(t *testing.T) {
 		}
 	}
 	consumeArgs := []string{"consume", "orders", "--from", "earliest", "--exit-at-end", "--format", "json"}
-	check(weirCmd(t, bin, srv.addr, nil, consumeArgs...))
+	check(weirCmd(t, srv.bin, srv.addr, nil, consumeArgs...))
 
 	if err := srv.stop(); err != nil {
 		t.Fatalf("weir serve after SIGTERM: %v (want exit status 0)", err)
 	}
 	srv.start()
-	check(weirCmd(t, bin, srv.addr, nil, consumeArgs...))
+	check(weirCmd(t, srv.bin, srv.addr, nil, consumeArgs...))
 }

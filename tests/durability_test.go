@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -27,12 +26,7 @@ func TestDurabilityKill9(t *testing.T) { runKill9(t, false) }
 func TestIdempotenceKill9(t *testing.T) { runKill9(t, true) }
 
 func runKill9(t *testing.T, idempotent bool) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always", "--auto-create-topics=false")
-	srv.start()
+	srv := startServer(t, "--fsync", "always", "--auto-create-topics=false")
 
 	const topic, partitions = "durable", 3
 	ctx := testContext(t, 60*time.Second)
@@ -53,9 +47,7 @@ func runKill9(t *testing.T, idempotent bool) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic); err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(t, srv.addr, topic, partitions)
 
 	type ack struct {
 		partition int32

@@ -19,7 +19,7 @@ import (
 // poll wakes up on new data).
 func TestFranzGoTail(t *testing.T) {
 	b := weirtest.Start(t)
-	createTopic(t, b, "tail", 2)
+	createTopic(t, b.Addr(), "tail", 2)
 	ctx := testContext(t, 30*time.Second)
 	consumer, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ConsumeTopics("tail"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
@@ -61,7 +61,7 @@ func TestFranzGoTail(t *testing.T) {
 // MESSAGE_TOO_LARGE without harming the records already stored.
 func TestFranzGoLargeRecords(t *testing.T) {
 	b := weirtest.Start(t)
-	createTopic(t, b, "large", 1)
+	createTopic(t, b.Addr(), "large", 1)
 	ctx := testContext(t, 30*time.Second)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic("large"),
 		kgo.ProducerBatchMaxBytes(8<<20),                  // let the broker, not the client, judge the size
@@ -134,7 +134,7 @@ func TestRestartKeepsRecords(t *testing.T) {
 	}
 	t.Run("first", func(t *testing.T) {
 		b := weirtest.Start(t, onDir)
-		createTopic(t, b, "restart", 3)
+		createTopic(t, b.Addr(), "restart", 3)
 		produce(t, b.Addr(), 0, 30)
 	})
 	b := weirtest.Start(t, onDir)

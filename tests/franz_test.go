@@ -28,7 +28,7 @@ func TestFranzGoCodecs(t *testing.T) {
 	for i, c := range codecs {
 		t.Run(c.name, func(t *testing.T) {
 			topic := "franz-" + c.name
-			createTopic(t, b, topic, 4)
+			createTopic(t, b.Addr(), topic, 4)
 			cl, err := kgo.NewClient(
 				kgo.SeedBrokers(b.Addr()),
 				kgo.DefaultProduceTopic(topic),

@@ -31,22 +31,10 @@ import (
 // tool (memberless commit), SIGKILLs `weir serve`, restarts it, and checks
 // both commits are there.
 func TestGroupOffsetsSurviveKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin)
-	srv.start()
+	srv := startServer(t)
 	const topic, group = "killed", "survivors"
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testContext(t, 60*time.Second)
-	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, topic); err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
-	cl.Close()
+	createTopic(t, srv.addr, topic, 2)
 	produceN(t, srv.addr, topic, 40, "r")
 	seen := newSeenSet()
 	m := startGroupMember(t, "m", srv.addr, group, topic, seen, kgo.DisableAutoCommit())
@@ -105,7 +93,7 @@ func (h *saramaHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 func TestSaramaConsumerGroup(t *testing.T) {
 	b := weirtest.Start(t)
 	const topic, group = "sarama-group", "sarama-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	seen := newSeenSet()
 	prod := startProducer(t, b.Addr(), topic)
 
@@ -152,16 +140,7 @@ func TestSaramaConsumerGroup(t *testing.T) {
 	waitFor(t, 20*time.Second, "the second member to get partitions", func() bool { return h2.consumed.Load() > 0 })
 	prod.stop()
 	ends := endOffsets(t, b.Addr(), topic)
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	cancel()
 	for _, cg := range groups {
 		if err := cg.Close(); err != nil {
@@ -242,7 +221,7 @@ func TestKcatBalancedConsumers(t *testing.T) {
 	kcat := kcatPath(t)
 	b := weirtest.Start(t)
 	const topic, group = "kcat-group", "kcat-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	seen := newSeenSet()
 	prod := startProducer(t, b.Addr(), topic)
 	k1 := startKcatMember(t, kcat, b.Addr(), group, topic, seen)
@@ -269,7 +248,7 @@ func TestConfluentConsumerGroup(t *testing.T) {
 func runConfluentGroup(t *testing.T, strategy string) {
 	b := weirtest.Start(t)
 	const topic, group = "confluent-group", "confluent-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	produceN(t, b.Addr(), topic, 200, "c")
 	ends := endOffsets(t, b.Addr(), topic)
 	seen := newSeenSet()
@@ -320,16 +299,7 @@ func runConfluentGroup(t *testing.T, strategy string) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	close(stop)
 	wg.Wait()
 }
@@ -346,7 +316,7 @@ func TestGoka(t *testing.T) {
 		group  goka.Group  = "goka-counter"
 	)
 	brokers := []string{b.Addr()}
-	createTopic(t, b, string(stream), 4)
+	createTopic(t, b.Addr(), string(stream), 4)
 
 	cfg := goka.DefaultConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -467,7 +437,7 @@ func TestGoka(t *testing.T) {
 func TestKafkaGoConsumerGroup(t *testing.T) {
 	b := weirtest.Start(t)
 	const topic, group = "kafkago-group", "kafkago-readers"
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 	produceN(t, b.Addr(), topic, 200, "k")
 	ends := endOffsets(t, b.Addr(), topic)
 	seen := newSeenSet()
@@ -503,16 +473,7 @@ func TestKafkaGoConsumerGroup(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
-	waitFor(t, 20*time.Second, "the commits", func() bool {
-		got := committedOffsets(t, b.Addr(), group)
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitConsumedAndCommitted(t, b.Addr(), group, seen, ends)
 	cancel()
 	wg.Wait()
 	for _, r := range readers {

@@ -116,6 +116,17 @@ func (m *groupMember) stop() {
 	m.cl.Close()
 }
 
+// startOn starts an in-process broker with its data in dataDir, for tests
+// that close it and start another on the same data. The caller closes it.
+func startOn(t *testing.T, dataDir string) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // waitFor polls cond every 10 ms until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -189,6 +200,22 @@ func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 	return out
 }
 
+// waitConsumedAndCommitted waits until the fleet has consumed every offset
+// below ends and the group has committed ends on every partition.
+func waitConsumedAndCommitted(t *testing.T, addr, group string, seen *seenSet, ends map[int32]int64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "every record", func() bool { return seen.missing(ends) == 0 })
+	waitFor(t, 20*time.Second, "the commits", func() bool {
+		got := committedOffsets(t, addr, group)
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func committedOffsets(t *testing.T, addr, group string) map[int32]int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
@@ -229,7 +256,7 @@ func TestFranzGoGroups(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			topic, group := "groups-"+c.name, "g-"+c.name
-			createTopic(t, b, topic, 6)
+			createTopic(t, b.Addr(), topic, 6)
 			seen := newSeenSet()
 			prod := startProducer(t, b.Addr(), topic)
 			m1 := startGroupMember(t, "m1", b.Addr(), group, topic, seen, c.opts(1)...)
@@ -272,16 +299,10 @@ func TestFranzGoGroups(t *testing.T) {
 // group resumes exactly at the commits.
 func TestGroupOffsetsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	start := func() *broker.Broker {
-		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	start := func() *broker.Broker { return startOn(t, dir) }
 	b := start()
 	topic, group := "resume", "resumers"
-	createTopic(t, b, topic, 3)
+	createTopic(t, b.Addr(), topic, 3)
 	produceN(t, b.Addr(), topic, 90, "first")
 	seen := newSeenSet()
 	m := startGroupMember(t, "m", b.Addr(), group, topic, seen)
@@ -344,7 +365,7 @@ func produceN(t *testing.T, addr, topic string, n int, prefix string) {
 // for them, and a commit with an old generation is refused.
 func TestGroupFencing(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.GroupInitialRebalanceDelay = -1 })
-	createTopic(t, b, "fenced", 2)
+	createTopic(t, b.Addr(), "fenced", 2)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +464,7 @@ func joinAgain(t *testing.T, ctx context.Context, cl *kgo.Client, req *kmsg.Join
 // once the group is created (IncrementalAlterConfigs on a GROUP resource).
 func TestRequireGroupCreate(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.RequireGroupCreate = true })
-	createTopic(t, b, "guarded", 1)
+	createTopic(t, b.Addr(), "guarded", 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)

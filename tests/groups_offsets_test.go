@@ -2,8 +2,6 @@ package tests
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -23,15 +21,9 @@ import (
 // before and after it, by other groups, survive a restart.
 func TestGroupLongGroupIDRefused(t *testing.T) {
 	dir := t.TempDir()
-	start := func() *broker.Broker {
-		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	start := func() *broker.Broker { return startOn(t, dir) }
 	b := start()
-	createTopic(t, b, "t", 1)
+	createTopic(t, b.Addr(), "t", 1)
 	ctx := testContext(t, 30*time.Second)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
@@ -99,7 +91,7 @@ func TestGroupLongGroupIDRefused(t *testing.T) {
 // old data).
 func TestGroupOffsetsGoWithDeletedTopic(t *testing.T) {
 	b := weirtest.Start(t)
-	createTopic(t, b, "orders", 1)
+	createTopic(t, b.Addr(), "orders", 1)
 	ctx := testContext(t, 30*time.Second)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
@@ -115,7 +107,7 @@ func TestGroupOffsetsGoWithDeletedTopic(t *testing.T) {
 	if r, err := adm.DeleteTopics(ctx, "orders"); err != nil || r.Error() != nil {
 		t.Fatalf("delete topic: %v %v", err, r.Error())
 	}
-	createTopic(t, b, "orders", 1)
+	createTopic(t, b.Addr(), "orders", 1)
 	got, err := adm.FetchOffsets(ctx, "billing")
 	if err != nil {
 		t.Fatal(err)

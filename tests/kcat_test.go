@@ -48,7 +48,7 @@ func TestKcat(t *testing.T) {
 	kcat := kcatPath(t)
 	b := weirtest.Start(t)
 	const topic = "kcat-lines"
-	createTopic(t, b, topic, 1)
+	createTopic(t, b.Addr(), topic, 1)
 	ctx := testContext(t, 60*time.Second)
 
 	meta := runKcat(t, ctx, kcat, nil, "-b", b.Addr(), "-L")

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir/weirtest"
 )
 
 // buildWeir builds the weir CLI into a temp dir and returns its path. The Go
@@ -61,6 +62,18 @@ func newServer(t *testing.T, bin string, args ...string) *server {
 			s.dumpLogs()
 		}
 	})
+	return s
+}
+
+// startServer builds the weir CLI and starts `weir serve` with args, for
+// tests of the real process; they are skipped with -short.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the weir binary; skipped with -short")
+	}
+	s := newServer(t, buildWeir(t), args...)
+	s.start()
 	return s
 }
 
@@ -153,39 +166,5 @@ func (s *server) dumpLogs() {
 // offsets the broker reports now.
 func readAll(t *testing.T, addr, topic string) map[int32][]*kgo.Record {
 	t.Helper()
-	ctx := testContext(t, 30*time.Second)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatalf("list end offsets: %v", err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
-	out := map[int32][]*kgo.Record{}
-	done := func() bool {
-		for p, end := range want {
-			rs := out[p]
-			if end > 0 && (len(rs) == 0 || rs[len(rs)-1].Offset < end-1) {
-				return false
-			}
-		}
-		return true
-	}
-	for !done() {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s back: timed out; end offsets %v", topic, want)
-		}
-		fs.EachError(func(topic string, p int32, err error) { t.Errorf("fetch %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) { out[r.Partition] = append(out[r.Partition], r) })
-	}
-	return out
+	return weirtest.ReadAll(testContext(t, 30*time.Second), t, addr, topic)
 }

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/weirhq/weir"
 )
 
@@ -18,24 +15,11 @@ import (
 // three times. Every event must end acknowledged or returned; no
 // acknowledged event may be missing, and no event may be stored twice.
 func TestSDKProducerBrokerKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always", "--auto-create-topics=false")
-	srv.start()
+	srv := startServer(t, "--fsync", "always", "--auto-create-topics=false")
 
 	const topic, partitions = "sdk-restart", 3
 	ctx := testContext(t, 90*time.Second)
-	admin, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := kadm.NewClient(admin).CreateTopic(ctx, partitions, 1, nil, topic)
-	admin.Close()
-	if err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(t, srv.addr, topic, partitions)
 
 	p, err := weir.NewProducer(ctx, weir.Brokers(srv.addr), weir.Topic(topic),
 		weir.RetryBackoff(20*time.Millisecond, 200*time.Millisecond), weir.TryTimeout(4*time.Second))

@@ -1,12 +1,9 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -138,8 +135,6 @@ func inBand(t *testing.T, what string, got, limit float64) {
 // acknowledged and read back exactly once. The metrics endpoint shows it.
 func TestFranzGoHeldToOneTU(t *testing.T) {
 	b := oneTU(t)
-	srv := httptest.NewServer(b.MetricsHandler())
-	defer srv.Close()
 	for _, tc := range []struct {
 		name  string
 		size  int
@@ -151,8 +146,8 @@ func TestFranzGoHeldToOneTU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "tu-franz-" + tc.name
-			createTopic(t, b, topic, 1)
-			before := scrapeMetrics(t, srv.URL)
+			createTopic(t, b.Addr(), topic, 1)
+			before := weirtest.Metrics(t, b)
 			hook := &throttleHook{}
 			cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(topic),
 				kgo.WithHooks(hook), kgo.ProducerBatchCompression(kgo.NoCompression()),
@@ -174,7 +169,7 @@ func TestFranzGoHeldToOneTU(t *testing.T) {
 			t.Logf("franz-go saw %d throttles, %d ms in all", hook.n.Load(), hook.ms.Load())
 			consumeExactly(t, b, topic, acked)
 
-			after := scrapeMetrics(t, srv.URL)
+			after := weirtest.Metrics(t, b)
 			in := `weir_topic_incoming_messages_total{topic="` + topic + `"}`
 			if got := after[in] - before[in]; got != float64(len(acked)) {
 				t.Errorf("%s moved by %v, %d records acknowledged", in, got, len(acked))
@@ -194,7 +189,7 @@ func TestKcatHeldToOneTU(t *testing.T) {
 	kcat := kcatPath(t)
 	b := oneTU(t)
 	const topic, lines, size = "tu-kcat", 1280, 4 << 10 // 5 MiB: 1 s of burst, then ~4 s at 1 MiB/s
-	createTopic(t, b, topic, 1)
+	createTopic(t, b.Addr(), topic, 1)
 	var in bytes.Buffer
 	acked := map[string]bool{}
 	for i := range lines {
@@ -225,10 +220,8 @@ func TestAutoInflateRaisesUnits(t *testing.T) {
 		c.Quota.AutoInflateMaxUnits = 3
 		c.Quota.Window = time.Second
 	})
-	srv := httptest.NewServer(b.MetricsHandler())
-	defer srv.Close()
 	const topic = "tu-inflate"
-	createTopic(t, b, topic, 1)
+	createTopic(t, b.Addr(), topic, 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(32))
 	if err != nil {
@@ -245,7 +238,7 @@ func TestAutoInflateRaisesUnits(t *testing.T) {
 	if steady < 1.6*quota.IngressBytesPerUnit {
 		t.Errorf("rate after inflating %.2f MiB/s, want it to follow the TUs up", steady/(1<<20))
 	}
-	m := scrapeMetrics(t, srv.URL)
+	m := weirtest.Metrics(t, b)
 	if got := m[`weir_throughput_unit_changes_total{reason="auto-inflate"}`]; got != 2 {
 		t.Errorf("weir_throughput_unit_changes_total{reason=\"auto-inflate\"} = %v, want 2 (1->2->3)", got)
 	}
@@ -277,29 +270,6 @@ func currentUnits(t *testing.T, b *broker.Broker) int {
 	}
 	t.Fatal("weir.throughput.units.current not described")
 	return 0
-}
-
-// scrapeMetrics reads a Prometheus text page as series -> value.
-func scrapeMetrics(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
 }
 
 // BenchmarkThrottledProduce reports the rate franz-go gets at full speed

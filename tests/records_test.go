@@ -11,8 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/weirhq/weir/broker"
 )
 
 // header is one record header.
@@ -148,16 +146,18 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// createTopic creates topic with franz-go's admin client and fails the test
-// on error.
-func createTopic(t *testing.T, b *broker.Broker, topic string, partitions int32) {
+// createTopic creates topic on the broker at addr with franz-go's admin
+// client and fails the test on error.
+func createTopic(t testing.TB, addr, topic string, partitions int32) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopic(testContext(t, 20*time.Second), partitions, 1, nil, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
 	if err == nil {
 		err = resp.Err
 	}

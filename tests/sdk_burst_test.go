@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/weirhq/weir"
 	"github.com/weirhq/weir/broker"
 	"github.com/weirhq/weir/quota"
+	"github.com/weirhq/weir/weirtest"
 )
 
 // TestSDKBurstOverQuota sends a burst at 5x the quota of a 1-TU broker with
@@ -40,10 +40,8 @@ func sdkBurst(t *testing.T, inflate bool) {
 			c.Quota.Window = time.Second
 		}
 	})
-	srv := httptest.NewServer(b.MetricsHandler())
-	defer srv.Close()
 	topic := fmt.Sprintf("sdk-burst-%v", inflate)
-	createTopic(t, b, topic, 4)
+	createTopic(t, b.Addr(), topic, 4)
 
 	ctx := testContext(t, 2*time.Minute)
 	p, err := weir.NewProducer(ctx, weir.Brokers(b.Addr()), weir.Topic(topic))
@@ -99,9 +97,12 @@ func sdkBurst(t *testing.T, inflate bool) {
 	}
 	consumeExactly(t, b, topic, acked)
 
-	m := scrapeMetrics(t, srv.URL)
+	m := weirtest.Metrics(t, b)
 	units := currentUnits(t, b)
-	changes := m[`weir_throughput_unit_changes_total{reason="auto-inflate"}`]
+	changes, found := m[`weir_throughput_unit_changes_total{reason="auto-inflate"}`]
+	if !found {
+		t.Fatal(`metric weir_throughput_unit_changes_total{reason="auto-inflate"} missing`)
+	}
 	t.Logf("TUs at the end: %d; auto-inflate changes: %v", units, changes)
 	if !inflate {
 		if units != 1 || changes != 0 {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -51,12 +50,7 @@ func activeSegments(t *testing.T, dataDir string) []string {
 // restart every acknowledged record is still there, nothing else is served,
 // and new records follow the acknowledged ones at the next offsets.
 func TestTornTailAfterKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a broker process; skipped with -short")
-	}
-	bin := buildWeir(t)
-	srv := newServer(t, bin, "--fsync", "always")
-	srv.start()
+	srv := startServer(t, "--fsync", "always")
 	const topic, partitions = "torn", 2
 	ctx := testContext(t, 60*time.Second)
 
@@ -77,15 +71,7 @@ func TestTornTailAfterKill9(t *testing.T) {
 			acked = append(acked, record{Key: kr.Key, Value: kr.Value, Partition: kr.Partition, Offset: kr.Offset})
 		}
 	}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(srv.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
-	adm.Close()
-	if err != nil || resp.Err != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Err)
-	}
+	createTopic(t, srv.addr, topic, partitions)
 	produce(0, 100)
 	srv.kill()
 

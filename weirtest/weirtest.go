@@ -18,6 +18,10 @@
 // Options adjust the broker.Config before the broker starts:
 //
 //	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 4 })
+//
+// ReadAll reads back what a topic holds, and Metrics what the broker's
+// metrics page shows. StartProxied puts the broker behind a proxy that can
+// hold back, change or lose its responses, to test how a client copes.
 package weirtest
 
 import (

@@ -2,12 +2,15 @@ package weirtest_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/weirhq/weir/broker"
@@ -18,22 +21,31 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// produceTo produces rs to the broker at addr, with a client that may
+// create topics, and returns the client and a context, both ended with the
+// test.
+func produceTo(t *testing.T, addr string, rs ...*kgo.Record) (*kgo.Client, context.Context) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return cl, ctx
+}
+
 func TestStart(t *testing.T) {
 	produceAndConsume(t)
 }
 
 func TestStartAppliesOptions(t *testing.T) {
 	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 3 }, weirtest.Logger(t, 0))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "auto", Value: []byte("x")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cl, ctx := produceTo(t, b.Addr(), &kgo.Record{Topic: "auto", Value: []byte("x")})
 	details, err := kadm.NewClient(cl).ListTopics(ctx, "auto")
 	if err != nil {
 		t.Fatal(err)
@@ -54,4 +66,51 @@ func TestCloseReleasesPort(t *testing.T) {
 		t.Fatalf("port of a closed broker is still in use: %v", err)
 	}
 	ln.Close()
+}
+
+// Every client connection goes through the proxy, not only the first, and
+// edit sees each response with the API of the request it answers.
+func TestStartProxiedSeesEveryResponse(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[kmsg.Key]int{}
+	_, px := weirtest.StartProxied(t, func(r weirtest.Response) ([]byte, bool) {
+		mu.Lock()
+		seen[r.Key]++
+		mu.Unlock()
+		return r.Frame, true
+	})
+	produceTo(t, px.Addr(), &kgo.Record{Topic: "proxied", Value: []byte("x")})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[kmsg.Produce] != 1 || seen[kmsg.Metadata] == 0 {
+		t.Fatalf("responses seen by the proxy: %v, want 1 Produce and some Metadata", seen)
+	}
+}
+
+func TestMetricsReadsTheBrokersPage(t *testing.T) {
+	b := weirtest.Start(t)
+	produceTo(t, b.Addr(), &kgo.Record{Topic: "metered", Value: []byte("x")}, &kgo.Record{Topic: "metered", Value: []byte("y")})
+	m := weirtest.Metrics(t, b)
+	if got, found := m[`weir_topic_incoming_messages_total{topic="metered"}`]; got != 2 {
+		t.Fatalf(`weir_topic_incoming_messages_total{topic="metered"} = %v (found %v), want 2`, got, found)
+	}
+}
+
+func TestReadAllReturnsEachPartitionInOrder(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 2 })
+	var rs []*kgo.Record
+	for i, v := range []string{"a", "b", "c"} {
+		rs = append(rs, &kgo.Record{Topic: "read", Partition: int32(i % 2), Value: []byte(v)})
+	}
+	_, ctx := produceTo(t, b.Addr(), rs...)
+	got := weirtest.ReadAll(ctx, t, b.Addr(), "read")
+	values := func(p int32) (vs []string) {
+		for _, r := range got[p] {
+			vs = append(vs, string(r.Value))
+		}
+		return vs
+	}
+	if p0, p1 := values(0), values(1); len(got) != 2 || fmt.Sprint(p0) != "[a c]" || fmt.Sprint(p1) != "[b]" {
+		t.Fatalf("read back %v in partition 0 and %v in partition 1, want [a c] and [b]", p0, p1)
+	}
 }
