@@ -59,19 +59,7 @@ func TestProcessorDeadLetterErrorKgoDoesNotRetryStopsPartition(t *testing.T) {
 	var tries atomic.Int32
 	controlDeadLetterProduce(t, c, "in.dlq", func(req *kmsg.ProduceRequest) (kmsg.Response, error, bool) {
 		tries.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRecord.Code // not retriable, and not one of weir's fatal kinds
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return produceErrorResponse(req, kerr.InvalidRecord.Code), nil, true // not retriable, and not one of weir's fatal kinds
 	})
 	var after atomic.Bool
 	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
@@ -154,19 +142,7 @@ func TestProcessorDeadLetterTransientErrorsRetriedByKgo(t *testing.T) {
 		if tries.Add(1) > 3 {
 			return nil, nil, false // the fourth try is stored
 		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code // retriable
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return produceErrorResponse(req, kerr.NotEnoughReplicas.Code), nil, true // retriable
 	})
 	var after atomic.Bool
 	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {

@@ -51,20 +51,8 @@ func (b *busyBroker) install(c *kfake.Cluster) {
 }
 
 func busyResponse(req *kmsg.ProduceRequest) *kmsg.ProduceResponse {
-	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp := produceErrorResponse(req, kerr.ThrottlingQuotaExceeded.Code)
 	resp.ThrottleMillis = 20
-	for _, rt := range req.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.ErrorCode = kerr.ThrottlingQuotaExceeded.Code
-			sp.BaseOffset = -1
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
 	return resp
 }
 

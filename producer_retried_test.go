@@ -38,19 +38,7 @@ func TestProducerRetriedCountsFailedRequestsOnly(t *testing.T) {
 		switch answer.Swap(pass) {
 		case errorCode:
 			req := kreq.(*kmsg.ProduceRequest)
-			resp := req.ResponseKind().(*kmsg.ProduceResponse)
-			for _, rt := range req.Topics {
-				st := kmsg.NewProduceResponseTopic()
-				st.Topic, st.TopicID = rt.Topic, rt.TopicID
-				for _, rp := range rt.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition = rp.Partition
-					sp.ErrorCode = kerr.NotEnoughReplicas.Code // retriable
-					st.Partitions = append(st.Partitions, sp)
-				}
-				resp.Topics = append(resp.Topics, st)
-			}
-			return resp, nil, true
+			return produceErrorResponse(req, kerr.NotEnoughReplicas.Code), nil, true // retriable
 		case closeConn:
 			return nil, errors.New("connection lost"), true
 		}
@@ -78,4 +66,3 @@ func TestProducerRetriedCountsFailedRequestsOnly(t *testing.T) {
 		t.Fatalf("after a lost connection: acknowledged %d, retried %d; want 2, 1", s.Acknowledged, s.Retried)
 	}
 }
-
