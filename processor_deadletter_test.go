@@ -62,13 +62,7 @@ func TestProcessorDeadLetterErrorKgoDoesNotRetryStopsPartition(t *testing.T) {
 		return produceErrorResponse(req, kerr.InvalidRecord.Code), nil, true // not retriable, and not one of weir's fatal kinds
 	})
 	var after atomic.Bool
-	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
-		if string(e.Value) == "poison" {
-			return errPoison
-		}
-		after.Store(true)
-		return nil
-	})
+	h := poisonThen(&after)
 	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("in"), weir.Group("g"),
 		weir.Logger(quietLogger()), fastGroup(), weir.HandlerRetries(1, time.Millisecond, time.Millisecond),
 		weir.DeadLetterTopic("in.dlq"))
@@ -145,13 +139,7 @@ func TestProcessorDeadLetterTransientErrorsRetriedByKgo(t *testing.T) {
 		return produceErrorResponse(req, kerr.NotEnoughReplicas.Code), nil, true // retriable
 	})
 	var after atomic.Bool
-	h := weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
-		if string(e.Value) == "poison" {
-			return errPoison
-		}
-		after.Store(true)
-		return nil
-	})
+	h := poisonThen(&after)
 	in := startInstance(t, "a", h, weir.Brokers(seeds...), weir.Topic("in"), weir.Group("g"),
 		weir.Logger(quietLogger()), fastGroup(), weir.HandlerRetries(1, time.Millisecond, time.Millisecond),
 		weir.DeadLetterTopic("in.dlq"),
@@ -170,4 +158,16 @@ func TestProcessorDeadLetterTransientErrorsRetriedByKgo(t *testing.T) {
 			t.Fatal("partition stopped; want it to go on after the dead-letter produce was stored")
 		}
 	}
+}
+
+// poisonThen fails the event "poison" and sets after once it handles any
+// other event.
+func poisonThen(after *atomic.Bool) weir.Handler {
+	return weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+		if string(e.Value) == "poison" {
+			return errPoison
+		}
+		after.Store(true)
+		return nil
+	})
 }
