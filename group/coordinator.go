@@ -24,6 +24,8 @@ type Coordinator struct {
 	raw    *RawCoordinator // owned by run
 	now    func() time.Time
 
+	storeFailed bool // owned by run: the store's sticky error was logged
+
 	reqs chan request
 	stop chan struct{}
 	done chan struct{}
@@ -248,6 +250,11 @@ func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32
 }
 
 func (c *Coordinator) apply(r request) {
+	if (r.query != nil || r.req != nil) && c.raw.MustPersistFirst(r.req) {
+		// A read must not see a commit of this batch before it is
+		// durable: write what came before it first.
+		c.flush()
+	}
 	defer func() {
 		// The last resort, as for connections: a bug handling one request
 		// must not take the broker down. That request is not answered (its
@@ -270,7 +277,7 @@ func (c *Coordinator) apply(r request) {
 }
 
 // flush persists the records of the steps run so far, then delivers their
-// replies.
+// replies (refused and rolled back if the records could not be written).
 func (c *Coordinator) flush() {
 	rd := c.raw.Ready()
 	if len(rd.Records) == 0 && len(rd.Replies) == 0 {
@@ -283,10 +290,15 @@ func (c *Coordinator) flush() {
 		// record can be stored. Nothing was written; the batch's commits
 		// are refused, and later batches are not affected.
 		c.logger.Error("weir: group coordinator produced a record it cannot store; the batch is refused", "err", err)
-	case err != nil:
-		c.logger.Error("weir: group store write failed; commits are refused", "err", err)
+	case err != nil && !c.storeFailed:
+		// Sticky: every later batch fails with the same error. Logged
+		// once, not per batch.
+		c.storeFailed = true
+		c.logger.Error("weir: group store write failed; until the broker restarts, every offset commit, "+
+			"offset or group deletion and group creation is refused with COORDINATOR_NOT_AVAILABLE, "+
+			"and committed offsets stay as they were on disk", "err", err)
 	}
-	Deliver(rd, err)
+	c.raw.Deliver(rd, err)
 	if err == nil && c.store.NeedsRewrite() {
 		if err := c.store.Rewrite(c.raw.Snapshot()); err != nil {
 			c.logger.Error("weir: group store rewrite failed", "err", err)

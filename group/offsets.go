@@ -66,6 +66,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 		return
 	case g == nil:
 		g = c.newGroup(now, r.Group)
+		c.onRefused(func() { c.forgetIfUnused(g) })
 	}
 	defer c.schedule(g)
 	if code := g.validateOffsetCommit(gen, member, instance); code != 0 {
@@ -101,17 +102,33 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 				if r.Version < 6 {
 					epoch = -1
 				}
-				// Memory is updated before the record is written; if the
-				// write fails, the commit is refused but stays in memory
-				// until a restart (docs/GROUPS.md explains why that is
-				// harmless).
-				o := Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now}
-				g.offsets[topicPartition{t.Topic, p.Partition}] = o
-				c.persist(offsetRecord(g.name, t.Topic, p.Partition, o))
+				c.commitOffset(g, topicPartition{t.Topic, p.Partition},
+					Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now})
 			}
 		}
 	}
 	c.reply(done, resp)
+}
+
+// commitOffset sets g's offset of tp. Memory is updated at once, so that
+// the requests after this one in the same batch see it, and rolled back by
+// Deliver if the record cannot be written: no reply that shows it leaves
+// before it is durable (MustPersistFirst), and a refused commit leaves
+// nothing behind.
+func (c *RawCoordinator) commitOffset(g *Group, tp topicPartition, o Offset) {
+	prev, had := g.offsets[tp]
+	g.offsets[tp] = o
+	c.persist(offsetRecord(g.name, tp.topic, tp.partition, o))
+	c.onRefused(func() {
+		if cur, ok := g.offsets[tp]; !ok || cur != o {
+			return // changed since by a step that stays
+		}
+		if had {
+			g.offsets[tp] = prev
+		} else {
+			delete(g.offsets, tp)
+		}
+	})
 }
 
 // validateOffsetCommit is Kafka's validateOffsetCommit.
@@ -278,9 +295,13 @@ func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest
 			case subscribed(t.Topic):
 				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
 			default:
-				if _, ok := g.offsets[tp]; ok {
-					delete(g.offsets, tp)
-					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: t.Topic, Partition: p.Partition})
+				if prev, ok := g.offsets[tp]; ok {
+					c.deleteOffset(g, tp)
+					c.onRefused(func() {
+						if _, ok := g.offsets[tp]; !ok {
+							g.offsets[tp] = prev
+						}
+					})
 				}
 			}
 			rt.Partitions = append(rt.Partitions, rp)

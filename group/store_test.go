@@ -682,3 +682,36 @@ func TestFailedRewriteIsNotRetriedAtOnce(t *testing.T) {
 		t.Fatalf("after a rewrite: %d bytes, needs rewrite %v", s.Size(), s.NeedsRewrite())
 	}
 }
+
+// TestStoreFailedAppendIsCutOff: an Append whose fsync fails returns the
+// error, and so does every later one (sticky); the failed batch's bytes
+// are cut off the file, so its records do not come back at the next open.
+func TestStoreFailedAppendIsCutOff(t *testing.T) {
+	dir := t.TempDir()
+	fsys := faultfs.New(storage.OSFS{})
+	s, _, err := OpenStore(fsys, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	if err := s.Append(recs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	fsys.FailAfter(faultfs.OpSync, 0, nil)
+	err1 := s.Append(recs[2:4])
+	if !errors.Is(err1, faultfs.ErrInjected) {
+		t.Fatalf("append with a failing fsync: %v", err1)
+	}
+	fsys.ClearFaults()
+	if err := s.Append(recs[4:]); err != err1 {
+		t.Fatalf("append after a failed fsync: %v, want the same error %v", err, err1)
+	}
+	s.Close()
+	_, got, err := OpenStore(nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != recs[0] || got[1] != recs[1] {
+		t.Fatalf("records after reopen: %+v, want only the 2 written before the failure", got)
+	}
+}
