@@ -20,19 +20,30 @@ import (
 // broker.Close.
 type Coordinator struct {
 	logger *slog.Logger
-	store  *Store
+	store  *Store          // owned by run, which closes it on its way out
 	raw    *RawCoordinator // owned by run
 	now    func() time.Time
 
-	storeFailed bool // owned by run: the store's sticky error was logged
+	storeFailed   bool  // owned by run: the store's sticky error was logged
+	storeCloseErr error // set by run before done is closed
 
 	reqs chan request
-	stop chan struct{}
-	done chan struct{}
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed by run when it returns
 
-	closeOnce sync.Once
-	closeErr  error
+	closeTimeout time.Duration
+	closeOnce    sync.Once
+	closeErr     error
 }
+
+// CloseTimeout bounds how long Coordinator.Close waits for the driver
+// goroutine: the store write or fsync it may be in. A disk that does not
+// answer for that long does not hold up the broker's shutdown.
+const CloseTimeout = 5 * time.Second
+
+// ErrCloseTimeout is returned by Close when the driver goroutine did not
+// stop within CloseTimeout.
+var ErrCloseTimeout = errors.New("weir: group: the group store did not answer before the close deadline")
 
 type request struct {
 	client Client
@@ -78,6 +89,8 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 		reqs:   make(chan request, 1024),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		closeTimeout: CloseTimeout,
 	}
 	if len(recs) > 0 {
 		logger.Info("weir: group coordinator restored", "groups", raw.NumGroups(), "records", len(recs))
@@ -114,7 +127,7 @@ func (c *Coordinator) Submit(ctx context.Context, cl Client, req kmsg.Request) <
 	}}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 	case <-ctx.Done():
 	}
 	return ch
@@ -154,7 +167,7 @@ func (c *Coordinator) submitOp(ctx context.Context, op func(now time.Time, raw *
 	r := request{op: func(now time.Time, raw *RawCoordinator) { op(now, raw, done) }}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 		ch <- ErrClosed
 	case <-ctx.Done():
 		ch <- ctx.Err()
@@ -167,7 +180,7 @@ func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
 	case err := <-c.SubmitCreate(ctx, name):
 		return err
-	case <-c.done:
+	case <-c.stop:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
@@ -177,20 +190,49 @@ func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 // Close stops the driver goroutine, waits for it, and closes the store.
 // Requests still waiting (a JoinGroup in a rebalance) are not answered;
 // their connections are closing too.
+//
+// Close waits at most CloseTimeout. If the driver is stuck in a write or
+// fsync that does not return (a disk that stopped answering), Close
+// returns ErrCloseTimeout without it: the batch being written was not
+// acknowledged, so nothing acknowledged is lost. The goroutine then stays
+// in the system call as long as the system call lasts (nothing can end
+// it); when it returns, the goroutine stops without touching the disk
+// again and closes the store. Until then the store's file stays open, so
+// the same data directory must not be opened again in this process.
 func (c *Coordinator) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
-		<-c.done
-		c.closeErr = c.store.Close()
+		t := time.NewTimer(c.closeTimeout)
+		defer t.Stop()
+		select {
+		case <-c.done:
+			c.closeErr = c.storeCloseErr
+		case <-t.C:
+			c.closeErr = fmt.Errorf("%w (%v): a write or fsync of the group store is still in progress; "+
+				"the store is closed when it returns", ErrCloseTimeout, c.closeTimeout)
+		}
 	})
 	return c.closeErr
 }
 
+// stopping reports whether Close was called. The driver checks it before
+// every step, so once a write that held it up returns, it stops without
+// starting another.
+func (c *Coordinator) stopping() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *Coordinator) run() {
 	defer close(c.done)
+	defer func() { c.storeCloseErr = c.store.Close() }()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	for !c.stopping() {
 		c.raw.Tick(c.now())
 		c.flush()
 		wait := time.Hour
@@ -205,7 +247,7 @@ func (c *Coordinator) run() {
 		case r := <-c.reqs:
 			c.apply(r)
 		drain:
-			for i := 1; i < maxBatch; i++ {
+			for i := 1; i < maxBatch && !c.stopping(); i++ {
 				select {
 				case r := <-c.reqs:
 					c.apply(r)
@@ -237,7 +279,7 @@ func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32
 	}}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 		return
 	}
 	select {
@@ -245,11 +287,14 @@ func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32
 		for _, o := range out {
 			fn(o.group, o.topic, o.partition, o.offset)
 		}
-	case <-c.done:
+	case <-c.stop:
 	}
 }
 
 func (c *Coordinator) apply(r request) {
+	if c.stopping() {
+		return // taken from the queue as Close was called: never answered
+	}
 	if (r.query != nil || r.req != nil) && c.raw.MustPersistFirst(r.req) {
 		// A read must not see a commit of this batch before it is
 		// durable: write what came before it first.
@@ -299,7 +344,7 @@ func (c *Coordinator) flush() {
 			"and committed offsets stay as they were on disk", "err", err)
 	}
 	c.raw.Deliver(rd, err)
-	if err == nil && c.store.NeedsRewrite() {
+	if err == nil && !c.stopping() && c.store.NeedsRewrite() {
 		if err := c.store.Rewrite(c.raw.Snapshot()); err != nil {
 			c.logger.Error("weir: group store rewrite failed", "err", err)
 		}

@@ -3,6 +3,7 @@ package group
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -249,5 +250,64 @@ func TestCoordinatorReadWaitsForTheWriteBeforeIt(t *testing.T) {
 	}
 	if got := (<-fetched).(*kmsg.OffsetFetchResponse).Topics[0].Partitions[0].Offset; got != 1 {
 		t.Fatalf("a fetch in the batch of a refused commit answered %d, want the durable 1", got)
+	}
+}
+
+// TestCloseGivesUpOnAHungFsync: the driver is stuck in an fsync that does
+// not return. Close returns ErrCloseTimeout after the close timeout
+// instead of waiting for it. When the fsync returns at last, the driver
+// stops without writing the commit queued behind it and closes the store.
+func TestCloseGivesUpOnAHungFsync(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newStallingFS()
+	c, err := Open(Config{}, fsys, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.closeTimeout = 50 * time.Millisecond
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
+	defer release()
+
+	close(fsys.armed)
+	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 1))
+	<-fsys.stalled
+	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrCloseTimeout) {
+			t.Fatalf("Close with the store hung: %v, want ErrCloseTimeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waits for an fsync that does not return")
+	}
+	select {
+	case <-c.done:
+		t.Fatal("the driver stopped while its fsync is hung")
+	default:
+	}
+	if err := c.CreateGroup(context.Background(), "h"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("CreateGroup on a closed coordinator: %v, want ErrClosed", err)
+	}
+
+	release()
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the driver did not stop once its fsync returned")
+	}
+	if c.store.f != nil {
+		t.Fatal("the driver stopped without closing the store")
+	}
+	c, err = Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := fetchOffset(t, c, "g", "t", 0); got != 1 {
+		t.Fatalf("offset after a restart: %d, want 1 (the commit being fsynced, and not the one queued after Close)", got)
 	}
 }
