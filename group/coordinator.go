@@ -57,7 +57,9 @@ type request struct {
 const maxBatch = 512
 
 // Open opens the store under dataDir, restores the groups and offsets it
-// holds, and starts the driver goroutine.
+// holds, deletes (durably) the offsets of partitions that no longer exist
+// (cfg.PartitionExists; see RawCoordinator.DeleteMissingPartitions), and
+// starts the driver goroutine.
 func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Coordinator, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -72,6 +74,15 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 	}
 	now := time.Now()
 	raw.Restore(now, recs)
+	if n, topics := raw.DeleteMissingPartitions(); n > 0 {
+		if err := store.Append(raw.Ready().Records); err != nil {
+			store.Close()
+			return nil, err
+		}
+		logger.Warn("weir: deleted the committed offsets of partitions that no longer exist "+
+			"(their topic was deleted, and the broker stopped or failed before it wrote the deletion of the offsets)",
+			"offsets", n, "topics", topics)
+	}
 	if store.Size() > compactMinBytes {
 		snap := raw.Snapshot()
 		if live := encodedSize(snap); store.Size() > 2*live {

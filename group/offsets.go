@@ -1,6 +1,8 @@
 package group
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -518,6 +520,32 @@ func (c *RawCoordinator) EachOffset(fn func(group, topic string, partition int32
 			fn(name, tp.topic, tp.partition, g.offsets[tp])
 		}
 	}
+}
+
+// DeleteMissingPartitions deletes (durably, through Ready) every committed
+// offset of a partition that cfg.PartitionExists says does not exist, and
+// returns how many it deleted and of which topics. Commits are accepted only
+// for partitions that exist, so these are offsets of a topic deleted
+// while its offsets' deletion was not yet written: the broker stopped in
+// between, or the write failed. Without this they would come back, and
+// apply to a topic created again under the same name.
+func (c *RawCoordinator) DeleteMissingPartitions() (int, []string) {
+	if c.cfg.PartitionExists == nil {
+		return 0, nil
+	}
+	n := 0
+	gone := map[string]bool{}
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		for _, tp := range g.sortedOffsets() {
+			if !c.cfg.PartitionExists(tp.topic, tp.partition) {
+				c.deleteOffset(g, tp)
+				gone[tp.topic] = true
+				n++
+			}
+		}
+	}
+	return n, slices.Sorted(maps.Keys(gone))
 }
 
 func (c *RawCoordinator) deleteOffset(g *Group, tp topicPartition) {

@@ -144,7 +144,8 @@ func (c *RawCoordinator) DeleteTopics(topics []string, done func(error)) {
 			if gone[tp.topic] {
 				// Not rolled back if the write fails: the topics are gone
 				// either way, and a topic created again under the same name
-				// must not get these offsets.
+				// must not get these offsets (Open deletes those left on
+				// disk at the next start).
 				c.deleteOffset(g, tp)
 			}
 		}

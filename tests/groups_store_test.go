@@ -229,3 +229,55 @@ func TestGroupCommitRefusedWhileGroupStoreFails(t *testing.T) {
 		t.Fatalf("committed offset after a restart: %d, want 10", got)
 	}
 }
+
+// TestGroupOffsetsOfDeletedTopicDoNotComeBack: a topic is deleted, and
+// the deletion of its committed offsets never reaches groups.log (here
+// the write fails; a crash at that moment leaves the same file). After a
+// restart the offsets are not back: a topic created again under the same
+// name is consumed per auto.offset.reset, not from offsets into the old
+// data. Other topics' offsets are kept.
+func TestGroupOffsetsOfDeletedTopicDoNotComeBack(t *testing.T) {
+	dir := t.TempDir()
+	fsys := faultfs.New(storage.OSFS{})
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, FS: fsys, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	createTopic(t, b, "orders", 1)
+	createTopic(t, b, "users", 1)
+	ctx := testContext(t, time.Minute)
+	adm := groupAdmin(t, b)
+	for _, c := range []struct {
+		topic string
+		at    int64
+	}{{"orders", 500}, {"users", 7}} {
+		if err := commitOffset(ctx, adm, "billing", c.topic, 0, c.at); err != nil {
+			t.Fatalf("commit %s: %v", c.topic, err)
+		}
+	}
+	fsys.FailIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpWrite && isGroupStore(name) }, nil)
+	if r, err := adm.DeleteTopics(ctx, "orders"); err != nil || r.Error() != nil {
+		t.Fatalf("delete topic: %v %v", err, r.Error())
+	}
+	if got := fetchedOffset(t, ctx, adm, "billing", "orders", 0); got != -1 {
+		t.Fatalf("committed offset of the deleted topic: %d, want none", got)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	createTopic(t, b, "orders", 1)
+	adm = groupAdmin(t, b)
+	if got := fetchedOffset(t, ctx, adm, "billing", "orders", 0); got != -1 {
+		t.Errorf("after a restart, orders created again has committed offset %d from the deleted topic", got)
+	}
+	if got := fetchedOffset(t, ctx, adm, "billing", "users", 0); got != 7 {
+		t.Errorf("after a restart, users has committed offset %d, want 7", got)
+	}
+}
