@@ -232,8 +232,8 @@ func (c *RawCoordinator) Deliver(rd Ready, persistErr error) {
 // Ready must be persisted (Ready, store, Deliver) before req is handled:
 // req reads state that a request handled since then changed and that
 // Deliver would roll back if the write failed. Answering it first could
-// serve an offset that never becomes durable. req is OffsetFetch,
-// DescribeGroups or ListGroups; nil stands for EachOffset.
+// serve an offset that never becomes durable. The reads that wait are
+// OffsetFetch, DescribeGroups and ListGroups; nil stands for EachOffset.
 func (c *RawCoordinator) MustPersistFirst(req kmsg.Request) bool {
 	if len(c.out.undo) == 0 {
 		return false
