@@ -73,9 +73,11 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *header, req *kmsg.De
 		select {
 		case err := <-offsetsDeleted:
 			if err != nil {
-				// The topics are gone; their offsets may come back after a
-				// restart. The store's error is sticky and already logged.
-				b.logger.Error("weir: could not delete the committed offsets of deleted topics", "topics", deleted, "err", err)
+				// The topics are gone, and so are their offsets in memory;
+				// the next start deletes those left in groups.log (unless
+				// a topic of the same name exists again by then).
+				b.logger.Error("weir: could not write the deletion of the committed offsets of deleted topics; "+
+					"they are deleted at the next start", "topics", deleted, "err", err)
 			}
 			return resp
 		case <-ctx.Done():

@@ -106,6 +106,12 @@ func (c *RawCoordinator) deleteGroups(r *kmsg.DeleteGroupsRequest, done func(kms
 			delete(c.groups, name)
 			g.state = Dead
 			c.persist(Record{Kind: RecordGroupDeleted, Group: name})
+			c.onRefused(func() {
+				if c.groups[name] == nil {
+					c.groups[name] = g
+					g.state = Empty
+				}
+			})
 		}
 		resp.Groups = append(resp.Groups, dg)
 	}

@@ -20,17 +20,30 @@ import (
 // broker.Close.
 type Coordinator struct {
 	logger *slog.Logger
-	store  *Store
+	store  *Store          // owned by run, which closes it on its way out
 	raw    *RawCoordinator // owned by run
 	now    func() time.Time
 
-	reqs chan request
-	stop chan struct{}
-	done chan struct{}
+	storeFailed   bool  // owned by run: the store's sticky error was logged
+	storeCloseErr error // set by run before done is closed
 
-	closeOnce sync.Once
-	closeErr  error
+	reqs chan request
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed by run when it returns
+
+	closeTimeout time.Duration
+	closeOnce    sync.Once
+	closeErr     error
 }
+
+// CloseTimeout bounds how long Coordinator.Close waits for the driver
+// goroutine: the store write or fsync it may be in. A disk that does not
+// answer for that long does not hold up the broker's shutdown.
+const CloseTimeout = 5 * time.Second
+
+// ErrCloseTimeout is returned by Close when the driver goroutine did not
+// stop within CloseTimeout.
+var ErrCloseTimeout = errors.New("weir: group: the group store did not answer before the close deadline")
 
 type request struct {
 	client Client
@@ -44,7 +57,9 @@ type request struct {
 const maxBatch = 512
 
 // Open opens the store under dataDir, restores the groups and offsets it
-// holds, and starts the driver goroutine.
+// holds, deletes (durably) the offsets of partitions that no longer exist
+// (cfg.PartitionExists; see RawCoordinator.DeleteMissingPartitions), and
+// starts the driver goroutine.
 func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Coordinator, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -59,6 +74,15 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 	}
 	now := time.Now()
 	raw.Restore(now, recs)
+	if n, topics := raw.DeleteMissingPartitions(); n > 0 {
+		if err := store.Append(raw.Ready().Records); err != nil {
+			store.Close()
+			return nil, err
+		}
+		logger.Warn("weir: deleted the committed offsets of partitions that no longer exist "+
+			"(their topic was deleted, and the broker stopped or failed before it wrote the deletion of the offsets)",
+			"offsets", n, "topics", topics)
+	}
 	if store.Size() > compactMinBytes {
 		snap := raw.Snapshot()
 		if live := encodedSize(snap); store.Size() > 2*live {
@@ -76,6 +100,8 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 		reqs:   make(chan request, 1024),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		closeTimeout: CloseTimeout,
 	}
 	if len(recs) > 0 {
 		logger.Info("weir: group coordinator restored", "groups", raw.NumGroups(), "records", len(recs))
@@ -112,7 +138,7 @@ func (c *Coordinator) Submit(ctx context.Context, cl Client, req kmsg.Request) <
 	}}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 	case <-ctx.Done():
 	}
 	return ch
@@ -152,7 +178,7 @@ func (c *Coordinator) submitOp(ctx context.Context, op func(now time.Time, raw *
 	r := request{op: func(now time.Time, raw *RawCoordinator) { op(now, raw, done) }}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 		ch <- ErrClosed
 	case <-ctx.Done():
 		ch <- ctx.Err()
@@ -165,7 +191,7 @@ func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 	select {
 	case err := <-c.SubmitCreate(ctx, name):
 		return err
-	case <-c.done:
+	case <-c.stop:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
@@ -175,20 +201,49 @@ func (c *Coordinator) CreateGroup(ctx context.Context, name string) error {
 // Close stops the driver goroutine, waits for it, and closes the store.
 // Requests still waiting (a JoinGroup in a rebalance) are not answered;
 // their connections are closing too.
+//
+// Close waits at most CloseTimeout. If the driver is stuck in a write or
+// fsync that does not return (a disk that stopped answering), Close
+// returns ErrCloseTimeout without it: the batch being written was not
+// acknowledged, so nothing acknowledged is lost. The goroutine then stays
+// in the system call as long as the system call lasts (nothing can end
+// it); when it returns, the goroutine stops without touching the disk
+// again and closes the store. Until then the store's file stays open, so
+// the same data directory must not be opened again in this process.
 func (c *Coordinator) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
-		<-c.done
-		c.closeErr = c.store.Close()
+		t := time.NewTimer(c.closeTimeout)
+		defer t.Stop()
+		select {
+		case <-c.done:
+			c.closeErr = c.storeCloseErr
+		case <-t.C:
+			c.closeErr = fmt.Errorf("%w (%v): a write or fsync of the group store is still in progress; "+
+				"the store is closed when it returns", ErrCloseTimeout, c.closeTimeout)
+		}
 	})
 	return c.closeErr
 }
 
+// stopping reports whether Close was called. The driver checks it before
+// every step, so once a write that held it up returns, it stops without
+// starting another.
+func (c *Coordinator) stopping() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *Coordinator) run() {
 	defer close(c.done)
+	defer func() { c.storeCloseErr = c.store.Close() }()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	for !c.stopping() {
 		c.raw.Tick(c.now())
 		c.flush()
 		wait := time.Hour
@@ -203,7 +258,7 @@ func (c *Coordinator) run() {
 		case r := <-c.reqs:
 			c.apply(r)
 		drain:
-			for i := 1; i < maxBatch; i++ {
+			for i := 1; i < maxBatch && !c.stopping(); i++ {
 				select {
 				case r := <-c.reqs:
 					c.apply(r)
@@ -235,7 +290,7 @@ func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32
 	}}
 	select {
 	case c.reqs <- r:
-	case <-c.done:
+	case <-c.stop:
 		return
 	}
 	select {
@@ -243,11 +298,19 @@ func (c *Coordinator) EachCommitted(fn func(group, topic string, partition int32
 		for _, o := range out {
 			fn(o.group, o.topic, o.partition, o.offset)
 		}
-	case <-c.done:
+	case <-c.stop:
 	}
 }
 
 func (c *Coordinator) apply(r request) {
+	if c.stopping() {
+		return // taken from the queue as Close was called: never answered
+	}
+	if (r.query != nil || r.req != nil) && c.raw.MustPersistFirst(r.req) {
+		// A read must not see a commit of this batch before it is
+		// durable: write what came before it first.
+		c.flush()
+	}
 	defer func() {
 		// The last resort, as for connections: a bug handling one request
 		// must not take the broker down. That request is not answered (its
@@ -270,7 +333,7 @@ func (c *Coordinator) apply(r request) {
 }
 
 // flush persists the records of the steps run so far, then delivers their
-// replies.
+// replies (refused and rolled back if the records could not be written).
 func (c *Coordinator) flush() {
 	rd := c.raw.Ready()
 	if len(rd.Records) == 0 && len(rd.Replies) == 0 {
@@ -283,11 +346,16 @@ func (c *Coordinator) flush() {
 		// record can be stored. Nothing was written; the batch's commits
 		// are refused, and later batches are not affected.
 		c.logger.Error("weir: group coordinator produced a record it cannot store; the batch is refused", "err", err)
-	case err != nil:
-		c.logger.Error("weir: group store write failed; commits are refused", "err", err)
+	case err != nil && !c.storeFailed:
+		// Sticky: every later batch fails with the same error. Logged
+		// once, not per batch.
+		c.storeFailed = true
+		c.logger.Error("weir: group store write failed; until the broker restarts, every offset commit, "+
+			"offset or group deletion and group creation is refused with COORDINATOR_NOT_AVAILABLE, "+
+			"and committed offsets stay as they were on disk", "err", err)
 	}
-	Deliver(rd, err)
-	if err == nil && c.store.NeedsRewrite() {
+	c.raw.Deliver(rd, err)
+	if err == nil && !c.stopping() && c.store.NeedsRewrite() {
 		if err := c.store.Rewrite(c.raw.Snapshot()); err != nil {
 			c.logger.Error("weir: group store rewrite failed", "err", err)
 		}

@@ -1,20 +1,28 @@
 package group
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weirhq/weir/storage"
+	"github.com/weirhq/weir/storage/faultfs"
 )
 
 // stallingFS is a file system whose fsyncs, once armed, do not return
-// until released: a disk that stops answering.
+// until released: a disk that stops answering. It wraps another FS
+// (storage.OSFS by default), which may inject errors too.
 type stallingFS struct {
-	storage.OSFS
+	storage.FS
 	armed   chan struct{} // closed: Sync stalls
 	stalled chan struct{} // gets a value when a Sync stalls
 	release chan struct{} // closed: stalled Syncs return
@@ -26,11 +34,11 @@ type stallingFile struct {
 }
 
 func newStallingFS() *stallingFS {
-	return &stallingFS{armed: make(chan struct{}), stalled: make(chan struct{}, 1), release: make(chan struct{})}
+	return &stallingFS{FS: storage.OSFS{}, armed: make(chan struct{}), stalled: make(chan struct{}, 1), release: make(chan struct{})}
 }
 
 func (fs *stallingFS) OpenFile(name string, flag int, perm os.FileMode) (storage.File, error) {
-	f, err := fs.OSFS.OpenFile(name, flag, perm)
+	f, err := fs.FS.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -133,5 +141,173 @@ func TestSubmitGivesUpWithItsContext(t *testing.T) {
 	case resp := <-given.commit:
 		t.Fatalf("a request Submit gave up on was answered: %+v", resp)
 	default:
+	}
+}
+
+// fetchOffset returns c's committed offset of group/topic/partition, or -1.
+func fetchOffset(t *testing.T, c *Coordinator, group, topic string, partition int32) int64 {
+	t.Helper()
+	r := kmsg.NewPtrOffsetFetchRequest()
+	r.Version = 5
+	r.Group = group
+	r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: topic, Partitions: []int32{partition}}}
+	fr := (<-c.Submit(context.Background(), Client{}, r)).(*kmsg.OffsetFetchResponse)
+	return fr.Topics[0].Partitions[0].Offset
+}
+
+func commitCode(c *Coordinator, group, topic string, partition int32, offset int64) int16 {
+	resp := (<-c.Submit(context.Background(), Client{}, commitReq(group, "", -1, topic, partition, offset))).(*kmsg.OffsetCommitResponse)
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+func isStoreFile(name string) bool { return filepath.Base(name) == storeFileName }
+
+// TestCoordinatorFailedWriteIsNotServed: once an fsync of groups.log
+// fails, the commit is refused with COORDINATOR_NOT_AVAILABLE and never
+// served: OffsetFetch keeps answering the last durable offset, before and
+// after a restart. The error is sticky (a later commit is refused too,
+// though the disk would take it) and logged once.
+func TestCoordinatorFailedWriteIsNotServed(t *testing.T) {
+	dir := t.TempDir()
+	fsys := faultfs.New(storage.OSFS{})
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := Open(Config{}, fsys, dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code := commitCode(c, "g", "t", 0, 10); code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+	fsys.FailIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpSync && isStoreFile(name) }, nil)
+	if code := commitCode(c, "g", "t", 0, 20); code != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("commit whose fsync failed: %v, want COORDINATOR_NOT_AVAILABLE", kerr.ErrorForCode(code))
+	}
+	if got := fetchOffset(t, c, "g", "t", 0); got != 10 {
+		t.Fatalf("offset after a refused commit: %d, want the durable 10", got)
+	}
+	fsys.ClearFaults()
+	if code := commitCode(c, "g", "t", 0, 30); code != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("commit after a failed fsync: %v, want COORDINATOR_NOT_AVAILABLE (sticky)", kerr.ErrorForCode(code))
+	}
+	if got := fetchOffset(t, c, "g", "t", 0); got != 10 {
+		t.Fatalf("offset after a second refused commit: %d, want 10", got)
+	}
+	if n := strings.Count(logs.String(), "group store write failed"); n != 1 {
+		t.Errorf("the store's error was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := fetchOffset(t, c, "g", "t", 0); got != 10 {
+		t.Fatalf("offset after a restart: %d, want 10 (the refused commits' bytes are cut off)", got)
+	}
+}
+
+// TestCoordinatorReadWaitsForTheWriteBeforeIt: a commit and an
+// OffsetFetch after it land in one batch, and the commit's fsync fails.
+// The fetch is answered with the durable offset, not with the commit it
+// followed: the driver writes the commit before it handles the read.
+func TestCoordinatorReadWaitsForTheWriteBeforeIt(t *testing.T) {
+	faults := faultfs.New(storage.OSFS{})
+	fsys := newStallingFS()
+	fsys.FS = faults
+	c, err := Open(Config{}, fsys, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
+	defer c.Close()
+	defer release()
+	if code := commitCode(c, "g", "t", 0, 1); code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+
+	close(fsys.armed)
+	stalled := c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
+	<-fsys.stalled
+	// Queued while the driver is stuck: handled together, in one batch.
+	queued := c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 3))
+	r := kmsg.NewPtrOffsetFetchRequest()
+	r.Version = 5
+	r.Group = "g"
+	r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+	fetched := c.Submit(context.Background(), Client{}, r)
+	faults.FailIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpSync && isStoreFile(name) }, nil)
+	release()
+
+	for _, ch := range []<-chan kmsg.Response{stalled, queued} {
+		if code := (<-ch).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.CoordinatorNotAvailable.Code {
+			t.Fatalf("commit whose fsync failed: %v", kerr.ErrorForCode(code))
+		}
+	}
+	if got := (<-fetched).(*kmsg.OffsetFetchResponse).Topics[0].Partitions[0].Offset; got != 1 {
+		t.Fatalf("a fetch in the batch of a refused commit answered %d, want the durable 1", got)
+	}
+}
+
+// TestCloseGivesUpOnAHungFsync: the driver is stuck in an fsync that does
+// not return. Close returns ErrCloseTimeout after the close timeout
+// instead of waiting for it. When the fsync returns at last, the driver
+// stops without writing the commit queued behind it and closes the store.
+func TestCloseGivesUpOnAHungFsync(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newStallingFS()
+	c, err := Open(Config{}, fsys, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.closeTimeout = 50 * time.Millisecond
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
+	defer release()
+
+	close(fsys.armed)
+	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 1))
+	<-fsys.stalled
+	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrCloseTimeout) {
+			t.Fatalf("Close with the store hung: %v, want ErrCloseTimeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waits for an fsync that does not return")
+	}
+	select {
+	case <-c.done:
+		t.Fatal("the driver stopped while its fsync is hung")
+	default:
+	}
+	if err := c.CreateGroup(context.Background(), "h"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("CreateGroup on a closed coordinator: %v, want ErrClosed", err)
+	}
+
+	release()
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the driver did not stop once its fsync returned")
+	}
+	if c.store.f != nil {
+		t.Fatal("the driver stopped without closing the store")
+	}
+	c, err = Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := fetchOffset(t, c, "g", "t", 0); got != 1 {
+		t.Fatalf("offset after a restart: %d, want 1 (the commit being fsynced, and not the one queued after Close)", got)
 	}
 }

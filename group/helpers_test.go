@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -63,7 +64,20 @@ func (h *harness) send(req kmsg.Request) *call {
 func (h *harness) flush() {
 	rd := h.c.Ready()
 	h.records = append(h.records, rd.Records...)
-	Deliver(rd, nil)
+	h.c.Deliver(rd, nil)
+}
+
+// errDisk stands for a store write that failed.
+var errDisk = errors.New("test: disk failed")
+
+// sendUnpersisted runs req as send does, but the records of its step
+// cannot be written.
+func (h *harness) sendUnpersisted(req kmsg.Request) *call {
+	h.t.Helper()
+	cl := &call{}
+	h.c.Handle(h.now, Client{ID: "client", Host: "/127.0.0.1"}, req, func(r kmsg.Response) { cl.resp = r; cl.calls++ })
+	h.c.Deliver(h.c.Ready(), errDisk)
+	return cl
 }
 
 // advance moves time forward by d in small steps, firing timers as a

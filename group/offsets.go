@@ -1,6 +1,8 @@
 package group
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -66,6 +68,7 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 		return
 	case g == nil:
 		g = c.newGroup(now, r.Group)
+		c.onRefused(func() { c.forgetIfUnused(g) })
 	}
 	defer c.schedule(g)
 	if code := g.validateOffsetCommit(gen, member, instance); code != 0 {
@@ -101,17 +104,33 @@ func (c *RawCoordinator) commit(now time.Time, r *kmsg.OffsetCommitRequest, done
 				if r.Version < 6 {
 					epoch = -1
 				}
-				// Memory is updated before the record is written; if the
-				// write fails, the commit is refused but stays in memory
-				// until a restart (docs/GROUPS.md explains why that is
-				// harmless).
-				o := Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now}
-				g.offsets[topicPartition{t.Topic, p.Partition}] = o
-				c.persist(offsetRecord(g.name, t.Topic, p.Partition, o))
+				c.commitOffset(g, topicPartition{t.Topic, p.Partition},
+					Offset{Offset: p.Offset, LeaderEpoch: epoch, Metadata: meta, CommitTime: now})
 			}
 		}
 	}
 	c.reply(done, resp)
+}
+
+// commitOffset sets g's offset of tp. Memory is updated at once, so that
+// the requests after this one in the same batch see it, and rolled back by
+// Deliver if the record cannot be written: no reply that shows it leaves
+// before it is durable (MustPersistFirst), and a refused commit leaves
+// nothing behind.
+func (c *RawCoordinator) commitOffset(g *Group, tp topicPartition, o Offset) {
+	prev, had := g.offsets[tp]
+	g.offsets[tp] = o
+	c.persist(offsetRecord(g.name, tp.topic, tp.partition, o))
+	c.onRefused(func() {
+		if cur, ok := g.offsets[tp]; !ok || cur != o {
+			return // changed since by a step that stays
+		}
+		if had {
+			g.offsets[tp] = prev
+		} else {
+			delete(g.offsets, tp)
+		}
+	})
 }
 
 // validateOffsetCommit is Kafka's validateOffsetCommit.
@@ -278,9 +297,13 @@ func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest
 			case subscribed(t.Topic):
 				rp.ErrorCode = kerr.GroupSubscribedToTopic.Code
 			default:
-				if _, ok := g.offsets[tp]; ok {
-					delete(g.offsets, tp)
-					c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: t.Topic, Partition: p.Partition})
+				if prev, ok := g.offsets[tp]; ok {
+					c.deleteOffset(g, tp)
+					c.onRefused(func() {
+						if _, ok := g.offsets[tp]; !ok {
+							g.offsets[tp] = prev
+						}
+					})
 				}
 			}
 			rt.Partitions = append(rt.Partitions, rp)
@@ -497,6 +520,32 @@ func (c *RawCoordinator) EachOffset(fn func(group, topic string, partition int32
 			fn(name, tp.topic, tp.partition, g.offsets[tp])
 		}
 	}
+}
+
+// DeleteMissingPartitions deletes (durably, through Ready) every committed
+// offset of a partition that cfg.PartitionExists says does not exist, and
+// returns how many it deleted and of which topics. Commits are accepted only
+// for partitions that exist, so these are offsets of a topic deleted
+// while its offsets' deletion was not yet written: the broker stopped in
+// between, or the write failed. Without this they would come back, and
+// apply to a topic created again under the same name.
+func (c *RawCoordinator) DeleteMissingPartitions() (int, []string) {
+	if c.cfg.PartitionExists == nil {
+		return 0, nil
+	}
+	n := 0
+	gone := map[string]bool{}
+	for _, name := range c.sortedGroupNames() {
+		g := c.groups[name]
+		for _, tp := range g.sortedOffsets() {
+			if !c.cfg.PartitionExists(tp.topic, tp.partition) {
+				c.deleteOffset(g, tp)
+				gone[tp.topic] = true
+				n++
+			}
+		}
+	}
+	return n, slices.Sorted(maps.Keys(gone))
 }
 
 func (c *RawCoordinator) deleteOffset(g *Group, tp topicPartition) {

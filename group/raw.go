@@ -27,10 +27,15 @@ type Reply struct {
 // Ready is the output of one or more steps: records to persist, then
 // replies to deliver. A reply must not be delivered before the records
 // of the same Ready are durable (a commit is answered only when it is on
-// disk).
+// disk). RawCoordinator.Deliver delivers them once the outcome is known.
 type Ready struct {
 	Records []Record
 	Replies []Reply
+
+	// undo rolls back, in memory, the changes of the requests Deliver
+	// refuses if Records could not be persisted (commits, OffsetDelete,
+	// DeleteGroups, CreateGroup), newest first.
+	undo []func()
 }
 
 // RawCoordinator holds every group and its committed offsets. It is not safe
@@ -116,6 +121,10 @@ func (c *RawCoordinator) CreateGroup(now time.Time, name string, done func(error
 	if !g.created {
 		g.created = true
 		c.persistGroup(g)
+		c.onRefused(func() {
+			g.created = false
+			c.forgetIfUnused(g)
+		})
 	}
 	c.replyDurable(done)
 }
@@ -133,8 +142,11 @@ func (c *RawCoordinator) DeleteTopics(topics []string, done func(error)) {
 		g := c.groups[name]
 		for _, tp := range g.sortedOffsets() {
 			if gone[tp.topic] {
-				delete(g.offsets, tp)
-				c.persist(Record{Kind: RecordOffsetDeleted, Group: g.name, Topic: tp.topic, Partition: tp.partition})
+				// Not rolled back if the write fails: the topics are gone
+				// either way, and a topic created again under the same name
+				// must not get these offsets (Open deletes those left on
+				// disk at the next start).
+				c.deleteOffset(g, tp)
 			}
 		}
 	}
@@ -189,16 +201,61 @@ func (c *RawCoordinator) Ready() Ready {
 	return r
 }
 
-// Deliver calls every reply of rd. persistErr is the result of persisting
-// rd.Records: if it failed, commits are answered with
-// COORDINATOR_NOT_AVAILABLE instead (the store's error is sticky, so the
-// commit is not durable and will not become so).
-func Deliver(rd Ready, persistErr error) {
+// Deliver completes rd, the last output of Ready: persistErr is the
+// outcome of persisting rd.Records. Then it calls every reply of rd.
+//
+// If the records could not be persisted, the requests whose effect must
+// be durable are refused and rolled back in memory, so that nothing the
+// disk does not hold is served: commits, OffsetDelete and DeleteGroups
+// are answered COORDINATOR_NOT_AVAILABLE (retriable: clients look the
+// coordinator up again and retry), CreateGroup and DeleteTopics get it as
+// their error. Group generations and DeleteTopics' and retention's offset
+// deletions stay in memory. (A write error of the Store is sticky: every
+// later batch is refused too, until a restart.)
+//
+// The owner calls Deliver for each Ready before it steps c again.
+func (c *RawCoordinator) Deliver(rd Ready, persistErr error) {
+	if persistErr != nil {
+		for i := len(rd.undo) - 1; i >= 0; i-- {
+			rd.undo[i]()
+		}
+	}
 	for _, r := range rd.Replies {
 		if persistErr != nil {
 			failDurable(r.Resp)
 		}
 		r.Done(r.Resp)
+	}
+}
+
+// MustPersistFirst reports whether the output of the steps since the last
+// Ready must be persisted (Ready, store, Deliver) before req is handled:
+// req reads state that a request handled since then changed and that
+// Deliver would roll back if the write failed. Answering it first could
+// serve an offset that never becomes durable. The reads that wait are
+// OffsetFetch, DescribeGroups and ListGroups; nil stands for EachOffset.
+func (c *RawCoordinator) MustPersistFirst(req kmsg.Request) bool {
+	if len(c.out.undo) == 0 {
+		return false
+	}
+	switch req.(type) {
+	case nil, *kmsg.OffsetFetchRequest, *kmsg.DescribeGroupsRequest, *kmsg.ListGroupsRequest:
+		return true
+	}
+	return false
+}
+
+// onRefused registers how to roll back a change of the current step if
+// its records cannot be persisted. undo runs in Deliver, newest first,
+// and must leave alone what later steps changed since.
+func (c *RawCoordinator) onRefused(undo func()) { c.out.undo = append(c.out.undo, undo) }
+
+// forgetIfUnused drops g, created by a step that was rolled back, if it
+// holds nothing (no record names it).
+func (c *RawCoordinator) forgetIfUnused(g *Group) {
+	if c.groups[g.name] == g && g.droppable() && g.generation == 0 {
+		delete(c.groups, g.name)
+		g.state = Dead
 	}
 }
 

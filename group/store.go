@@ -364,7 +364,10 @@ func (s *Store) Recovery() Recovery { return s.recovery }
 func (s *Store) Size() int64 { return s.size }
 
 // Append writes recs and fsyncs. After a failed write or fsync every later
-// Append fails with the same error. A record AppendRecord refuses fails the
+// Append fails with the same error. The failed batch is refused, so Append
+// also cuts the file back to where the batch began (best effort: if the
+// truncation fails, or a crash loses it, a record of the refused batch can
+// come back at the next start). A record AppendRecord refuses fails the
 // call (ErrUnstorableRecord) with nothing written, and is not sticky.
 func (s *Store) Append(recs []Record) error {
 	if s.werr != nil {
@@ -385,10 +388,12 @@ func (s *Store) Append(recs []Record) error {
 	}
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		s.werr = fmt.Errorf("weir: group store: write: %w", err)
+		_ = s.f.Truncate(s.size)
 		return s.werr
 	}
 	if err := s.f.Sync(); err != nil {
 		s.werr = fmt.Errorf("weir: group store: fsync: %w", err)
+		_ = s.f.Truncate(s.size)
 		return s.werr
 	}
 	s.size += int64(len(buf))

@@ -682,3 +682,95 @@ func TestFailedRewriteIsNotRetriedAtOnce(t *testing.T) {
 		t.Fatalf("after a rewrite: %d bytes, needs rewrite %v", s.Size(), s.NeedsRewrite())
 	}
 }
+
+// TestOpenDeletesOffsetsOfMissingPartitions: the broker stopped after a
+// topic was deleted but before the deletion of its offsets was written.
+// At the next start the offsets of partitions that do not exist are
+// deleted, durably; every other offset is kept.
+func TestOpenDeletesOffsetsOfMissingPartitions(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(Config{}, nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := []struct {
+		group, topic string
+		partition    int32
+		kept         bool
+	}{
+		{"billing", "orders", 0, false}, {"billing", "orders", 1, false}, {"audit", "orders", 0, false},
+		{"billing", "users", 0, true}, {"billing", "users", 1, false}, // users has no partition 1
+	}
+	for i, cm := range commits {
+		if code := commitCode(c, cm.group, cm.topic, cm.partition, int64(100+i)); code != 0 {
+			t.Fatalf("commit %+v: %v", cm, kerr.ErrorForCode(code))
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(topic string, p int32) bool { return topic == "users" && p == 0 }
+	var logs bytes.Buffer
+	c, err = Open(Config{PartitionExists: exists}, nil, dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "offsets=4") || !strings.Contains(logs.String(), "topics=\"[orders users]\"") {
+		t.Errorf("log does not say what was deleted:\n%s", logs.String())
+	}
+	check := func(c *Coordinator, when string) {
+		t.Helper()
+		for i, cm := range commits {
+			want := int64(-1)
+			if cm.kept {
+				want = int64(100 + i)
+			}
+			if got := fetchOffset(t, c, cm.group, cm.topic, cm.partition); got != want {
+				t.Errorf("%s: %s %s/%d at %d, want %d", when, cm.group, cm.topic, cm.partition, got, want)
+			}
+		}
+	}
+	check(c, "at the start")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Durable: opened again with every partition existing, they stay gone.
+	if c, err = Open(Config{}, nil, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	check(c, "after another restart")
+}
+
+// TestStoreFailedAppendIsCutOff: an Append whose fsync fails returns the
+// error, and so does every later one (sticky); the failed batch's bytes
+// are cut off the file, so its records do not come back at the next open.
+func TestStoreFailedAppendIsCutOff(t *testing.T) {
+	dir := t.TempDir()
+	fsys := faultfs.New(storage.OSFS{})
+	s, _, err := OpenStore(fsys, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	if err := s.Append(recs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	fsys.FailAfter(faultfs.OpSync, 0, nil)
+	err1 := s.Append(recs[2:4])
+	if !errors.Is(err1, faultfs.ErrInjected) {
+		t.Fatalf("append with a failing fsync: %v", err1)
+	}
+	fsys.ClearFaults()
+	if err := s.Append(recs[4:]); err != err1 {
+		t.Fatalf("append after a failed fsync: %v, want the same error %v", err, err1)
+	}
+	s.Close()
+	_, got, err := OpenStore(nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != recs[0] || got[1] != recs[1] {
+		t.Fatalf("records after reopen: %+v, want only the 2 written before the failure", got)
+	}
+}
