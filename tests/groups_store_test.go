@@ -81,7 +81,7 @@ func TestGroupBrokerCloseWithHungGroupFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	createTopic(t, b, "t", 1)
+	createTopic(t, b.Addr(), "t", 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestGroupCommitRefusedWhileGroupStoreFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	createTopic(t, b, "t", 1)
+	createTopic(t, b.Addr(), "t", 1)
 	ctx := testContext(t, time.Minute)
 	adm := groupAdmin(t, b)
 	if err := commitOffset(ctx, adm, "g", "t", 0, 10); err != nil {
@@ -244,8 +244,8 @@ func TestGroupOffsetsOfDeletedTopicDoNotComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	createTopic(t, b, "orders", 1)
-	createTopic(t, b, "users", 1)
+	createTopic(t, b.Addr(), "orders", 1)
+	createTopic(t, b.Addr(), "users", 1)
 	ctx := testContext(t, time.Minute)
 	adm := groupAdmin(t, b)
 	for _, c := range []struct {
@@ -272,7 +272,7 @@ func TestGroupOffsetsOfDeletedTopicDoNotComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	createTopic(t, b, "orders", 1)
+	createTopic(t, b.Addr(), "orders", 1)
 	adm = groupAdmin(t, b)
 	if got := fetchedOffset(t, ctx, adm, "billing", "orders", 0); got != -1 {
 		t.Errorf("after a restart, orders created again has committed offset %d from the deleted topic", got)
