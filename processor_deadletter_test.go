@@ -112,9 +112,9 @@ func TestProcessorDeadLetterWaitEndsWithDrainTimeout(t *testing.T) {
 	}
 	in.cancel()
 	select {
-	case err := <-in.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
+	case <-in.done:
+		if in.err != nil {
+			t.Fatalf("Run: %v", in.err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run still waiting for the held dead-letter produce 15s after its context ended (DrainTimeout 300ms)")

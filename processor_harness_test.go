@@ -295,9 +295,14 @@ type instance struct {
 	name   string
 	p      *weir.Processor
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run has returned; err is then set
+	err    error
+
+	stopOnce sync.Once
 }
 
+// startInstance runs a processor until stop, or until the test ends: a test
+// that fails half-way does not leave it running into the next test.
 func startInstance(t testing.TB, name string, h weir.Handler, opts ...weir.ProcessorOpt) *instance {
 	t.Helper()
 	p, err := weir.NewProcessor(opts...)
@@ -305,24 +310,30 @@ func startInstance(t testing.TB, name string, h weir.Handler, opts ...weir.Proce
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{name: name, p: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- p.Run(ctx, h) }()
+	in := &instance{name: name, p: p, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		in.err = p.Run(ctx, h)
+		close(in.done)
+	}()
+	t.Cleanup(func() { in.stop(t) })
 	return in
 }
 
 // stop shuts the instance down gracefully and fails the test if Run
-// returned an error.
+// returned an error. Calls after the first do nothing.
 func (in *instance) stop(t testing.TB) {
 	t.Helper()
-	in.cancel()
-	select {
-	case err := <-in.done:
-		if err != nil {
-			t.Errorf("instance %s: Run returned %v", in.name, err)
+	in.stopOnce.Do(func() {
+		in.cancel()
+		select {
+		case <-in.done:
+			if in.err != nil {
+				t.Errorf("instance %s: Run returned %v", in.name, in.err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("instance %s: Run did not return 60s after its context ended", in.name)
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("instance %s: Run did not return 60s after its context ended", in.name)
-	}
+	})
 }
 
 // balanced reports whether the instances own all partitions between them,
