@@ -503,7 +503,11 @@ func printBench(w io.Writer, spec benchSpec, results []benchResult) {
 			line += fmt.Sprintf(format, f(&results[i])) + "\t"
 		}
 		if len(results) == 2 {
-			line += fmt.Sprintf("%.2fx", f(&results[0])/f(&results[1])) + "\t"
+			ratio := "-" // nothing to compare with, e.g. 0.00 s of CPU on both
+			if a, b := f(&results[0]), f(&results[1]); b != 0 {
+				ratio = fmt.Sprintf("%.2fx", a/b)
+			}
+			line += ratio + "\t"
 		}
 		fmt.Fprintln(tw, line)
 	}
