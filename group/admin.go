@@ -106,6 +106,7 @@ func (c *RawCoordinator) deleteGroups(r *kmsg.DeleteGroupsRequest, done func(kms
 			delete(c.groups, name)
 			g.state = Dead
 			c.persist(Record{Kind: RecordGroupDeleted, Group: name})
+			c.out.groupDeleted = true // see MustPersistFirst
 			c.onRefused(func() {
 				if c.groups[name] == nil {
 					c.groups[name] = g

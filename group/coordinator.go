@@ -77,7 +77,9 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 	if n, topics := raw.DeleteMissingPartitions(); n > 0 {
 		if err := store.Append(raw.Ready().Records); err != nil {
 			store.Close()
-			return nil, err
+			// Starting anyway would leave the store's error sticky:
+			// every commit refused until a restart.
+			return nil, fmt.Errorf("weir: group store: delete the offsets of %d partitions that no longer exist: %w", n, err)
 		}
 		logger.Warn("weir: deleted the committed offsets of partitions that no longer exist "+
 			"(their topic was deleted, and the broker stopped or failed before it wrote the deletion of the offsets)",
@@ -306,9 +308,10 @@ func (c *Coordinator) apply(r request) {
 	if c.stopping() {
 		return // taken from the queue as Close was called: never answered
 	}
-	if (r.query != nil || r.req != nil) && c.raw.MustPersistFirst(r.req) {
+	if c.raw.MustPersistFirst(r.req) {
 		// A read must not see a commit of this batch before it is
-		// durable: write what came before it first.
+		// durable, nor a request re-create a group this batch deleted:
+		// write what came before it first.
 		c.flush()
 	}
 	defer func() {

@@ -36,6 +36,10 @@ type Ready struct {
 	// refuses if Records could not be persisted (commits, OffsetDelete,
 	// DeleteGroups, CreateGroup), newest first.
 	undo []func()
+	// groupDeleted: a DeleteGroups of these steps removed a group. Any
+	// later request may make a new group of that name, and a rollback
+	// could then not bring the deleted one (and its offsets) back.
+	groupDeleted bool
 }
 
 // RawCoordinator holds every group and its committed offsets. It is not safe
@@ -233,10 +237,16 @@ func (c *RawCoordinator) Deliver(rd Ready, persistErr error) {
 // req reads state that a request handled since then changed and that
 // Deliver would roll back if the write failed. Answering it first could
 // serve an offset that never becomes durable. The reads that wait are
-// OffsetFetch, DescribeGroups and ListGroups; nil stands for EachOffset.
+// OffsetFetch, DescribeGroups and ListGroups; nil stands for EachOffset
+// and for the admin operations (CreateGroup, DeleteTopics). After a
+// DeleteGroups every request waits: a JoinGroup or a commit would make a
+// new group of the deleted name, and a refused deletion could not be undone.
 func (c *RawCoordinator) MustPersistFirst(req kmsg.Request) bool {
 	if len(c.out.undo) == 0 {
 		return false
+	}
+	if c.out.groupDeleted {
+		return true
 	}
 	switch req.(type) {
 	case nil, *kmsg.OffsetFetchRequest, *kmsg.DescribeGroupsRequest, *kmsg.ListGroupsRequest:

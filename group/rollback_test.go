@@ -176,3 +176,26 @@ func TestReadsWaitForUnpersistedChanges(t *testing.T) {
 	}
 	h.flush()
 }
+
+// TestRequestsAfterDeleteGroupsWaitForIt: a DeleteGroups not yet written is
+// written before the next request of any kind, since a JoinGroup (or a
+// commit, or CreateGroup) would make a new group of the deleted name and a
+// refused deletion could then not put the old group and its offsets back.
+func TestRequestsAfterDeleteGroupsWaitForIt(t *testing.T) {
+	h := newHarness(t, nil)
+	wantCode(t, "commit", h.send(commitReq("g", "", -1, "t", 0, 10)), nil)
+	h.c.Handle(h.now, Client{}, deleteGroupsReq("g"), func(kmsg.Response) {})
+	for _, req := range []kmsg.Request{joinReq("g", "", nil), commitReq("g", "", -1, "t", 0, 20), heartbeatReq("g", "m", 1), nil} {
+		if !h.c.MustPersistFirst(req) {
+			t.Errorf("%T handled after an unwritten DeleteGroups does not wait for it", req)
+		}
+	}
+	// What the driver does then: the deletion's write fails, and the join
+	// runs only after the rollback.
+	h.c.Deliver(h.c.Ready(), errDisk)
+	h.c.Handle(h.now, Client{ID: "c"}, joinReq("g", "", nil), func(kmsg.Response) {})
+	h.flush()
+	if got := h.committed("g", "t", 0); got != 10 {
+		t.Errorf("after a refused DeleteGroups and a JoinGroup: offset %d, want the durable 10", got)
+	}
+}
