@@ -293,16 +293,27 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labelValu
 // kgoLogger sends franz-go's logs to slog, for the producer and the
 // processor alike. franz-go's info level is chatty (metadata refreshes,
 // connections), so it goes to slog's debug level, and franz-go's debug
-// level below that.
-type kgoLogger struct{ l *slog.Logger }
+// level below that. With calm (the processor), franz-go's errors and
+// warnings go one level down too: a group session that ends on a broker
+// restart, or a reconnect attempt, is an error or a warning to franz-go
+// but, to a processor that waits and resumes, a normal event; the
+// processor logs its own warnings for what lasts.
+type kgoLogger struct {
+	l    *slog.Logger
+	calm bool
+}
 
-func kgoToSlog(level kgo.LogLevel) slog.Level {
-	switch level {
-	case kgo.LogLevelError:
-		return slog.LevelError
-	case kgo.LogLevelWarn:
+func (k kgoLogger) slogLevel(level kgo.LogLevel) slog.Level {
+	switch {
+	case level == kgo.LogLevelError && k.calm:
 		return slog.LevelWarn
-	case kgo.LogLevelInfo:
+	case level == kgo.LogLevelError:
+		return slog.LevelError
+	case level == kgo.LogLevelWarn && k.calm:
+		return slog.LevelInfo
+	case level == kgo.LogLevelWarn:
+		return slog.LevelWarn
+	case level == kgo.LogLevelInfo:
 		return slog.LevelDebug
 	}
 	return slog.LevelDebug - 4
@@ -311,7 +322,7 @@ func kgoToSlog(level kgo.LogLevel) slog.Level {
 func (k kgoLogger) Level() kgo.LogLevel {
 	ctx := context.Background()
 	for _, lv := range []kgo.LogLevel{kgo.LogLevelDebug, kgo.LogLevelInfo, kgo.LogLevelWarn, kgo.LogLevelError} {
-		if k.l.Enabled(ctx, kgoToSlog(lv)) {
+		if k.l.Enabled(ctx, k.slogLevel(lv)) {
 			return lv
 		}
 	}
@@ -319,5 +330,5 @@ func (k kgoLogger) Level() kgo.LogLevel {
 }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	k.l.Log(context.Background(), kgoToSlog(level), "kgo: "+msg, keyvals...)
+	k.l.Log(context.Background(), k.slogLevel(level), "kgo: "+msg, keyvals...)
 }

@@ -211,7 +211,7 @@ func (p *Processor) kgoOpts() []kgo.Opt {
 	// through the processor's slog logger (as the producer's).
 	opts := []kgo.Opt{
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.WithLogger(kgoLogger{p.log}),
+		kgo.WithLogger(kgoLogger{l: p.log, calm: true}),
 	}
 	opts = append(opts, c.client.kgoClientOpts()...)
 	opts = append(opts,

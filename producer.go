@@ -120,7 +120,7 @@ func NewProducer(ctx context.Context, opts ...ProducerOpt) (*Producer, error) {
 	p.maxMessageBytes.Store(DefaultMaxMessageBytes)
 	kopts := append(cfg.kgoOpts(),
 		kgo.WithHooks(&producerHooks{p: p}),
-		kgo.WithLogger(kgoLogger{p.logger}),
+		kgo.WithLogger(kgoLogger{l: p.logger}),
 		kgo.ProducerBatchMaxBytesFn(func(string) int32 { return p.maxMessageBytes.Load() }),
 	)
 	cl, err := kgo.NewClient(kopts...)
