@@ -41,6 +41,7 @@ func startBenchProcess(ctx context.Context, log io.Writer, args []string, fromSt
 		return nil, fmt.Errorf("weir: bench: own executable: %w", err)
 	}
 	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = childAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("weir: bench: %w", err)

@@ -45,3 +45,11 @@ func processCPU(pid int) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
+
+// childAttr makes a bench broker process get SIGTERM when the bench
+// process dies, so that a killed bench (or a timed-out test acting as
+// weir) leaves no broker behind. Go never ends the thread that started
+// the child while the process lives (no goroutine here is locked to it).
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+}
