@@ -45,7 +45,9 @@ type Response struct {
 // edit sees every response and returns the frame to pass on, changed or
 // not; returning false cuts the connection instead, after the broker acted
 // on the request. It may sleep to hold a response back. It is called from
-// one goroutine per connection, so it must be safe for concurrent use.
+// one goroutine per connection, so it must be safe for concurrent use. A
+// nil edit passes every response on unchanged. The proxy speaks plaintext
+// Kafka frames only (no TLS).
 func StartProxied(tb testing.TB, edit func(Response) ([]byte, bool), opts ...func(*broker.Config)) (*broker.Broker, *Proxy) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -107,6 +109,9 @@ func (p *Proxy) serve(target string) {
 					return frame, true
 				}
 				r := v.(request)
+				if p.edit == nil {
+					return frame, true
+				}
 				return p.edit(Response{Key: r.key, Version: r.version, Frame: frame})
 			})
 		}()

@@ -114,3 +114,41 @@ func TestReadAllReturnsEachPartitionInOrder(t *testing.T) {
 		t.Fatalf("read back %v in partition 0 and %v in partition 1, want [a c] and [b]", p0, p1)
 	}
 }
+
+// TestReadAllSkipsDeletedPartitions: a partition whose records were all
+// deleted (DeleteRecords up to its end) reads as empty at once, instead of
+// waiting for records that will never come.
+func TestReadAllSkipsDeletedPartitions(t *testing.T) {
+	b := weirtest.Start(t, func(c *broker.Config) { c.DefaultPartitions = 2 })
+	cl, ctx := produceTo(t, b.Addr(),
+		&kgo.Record{Topic: "gone", Partition: 0, Value: []byte("a")},
+		&kgo.Record{Topic: "gone", Partition: 1, Value: []byte("b")})
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := adm.DeleteRecords(ctx, kadm.Offsets{"gone": {0: {At: ends["gone"][0].Offset}}})
+	if err == nil {
+		err = deleted.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got := weirtest.ReadAll(rctx, t, b.Addr(), "gone")
+	if len(got[0]) != 0 || len(got[1]) != 1 || string(got[1][0].Value) != "b" {
+		t.Fatalf("read back %d records of partition 0 and %v of partition 1, want none and [b]", len(got[0]), got[1])
+	}
+}
+
+// TestStartProxiedNilEditPassesThrough: with no edit function the proxy
+// passes responses on unchanged.
+func TestStartProxiedNilEditPassesThrough(t *testing.T) {
+	_, p := weirtest.StartProxied(t, nil)
+	_, ctx := produceTo(t, p.Addr(), &kgo.Record{Topic: "plain", Value: []byte("x")})
+	if got := weirtest.ReadAll(ctx, t, p.Addr(), "plain"); len(got[0]) != 1 || string(got[0][0].Value) != "x" {
+		t.Fatalf("read back %v through the proxy, want [x]", got)
+	}
+}
