@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,44 +17,10 @@ import (
 	"github.com/weirhq/weir/storage/faultfs"
 )
 
-// stallingFS is a file system whose fsyncs, once armed, do not return
-// until released: a disk that stops answering. It wraps another FS
-// (storage.OSFS by default), which may inject errors too.
-type stallingFS struct {
-	storage.FS
-	armed   chan struct{} // closed: Sync stalls
-	stalled chan struct{} // gets a value when a Sync stalls
-	release chan struct{} // closed: stalled Syncs return
-}
-
-type stallingFile struct {
-	storage.File
-	fs *stallingFS
-}
-
-func newStallingFS() *stallingFS {
-	return &stallingFS{FS: storage.OSFS{}, armed: make(chan struct{}), stalled: make(chan struct{}, 1), release: make(chan struct{})}
-}
-
-func (fs *stallingFS) OpenFile(name string, flag int, perm os.FileMode) (storage.File, error) {
-	f, err := fs.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return stallingFile{f, fs}, nil
-}
-
-func (f stallingFile) Sync() error {
-	select {
-	case <-f.fs.armed:
-		select {
-		case f.fs.stalled <- struct{}{}:
-		default:
-		}
-		<-f.fs.release
-	default:
-	}
-	return f.File.Sync()
+// stallSyncs makes every fsync through faults wait until the returned
+// Stall is released: a disk that stops answering.
+func stallSyncs(faults *faultfs.FS) *faultfs.Stall {
+	return faults.StallIf(func(op faultfs.Op, _ string) bool { return op == faultfs.OpSync })
 }
 
 // TestSubmitGivesUpWithItsContext: the coordinator's driver is stuck in an
@@ -64,19 +29,17 @@ func (f stallingFile) Sync() error {
 // connection's reader) for good; the requests they gave up on are never
 // answered, and the coordinator carries on once the disk answers.
 func TestSubmitGivesUpWithItsContext(t *testing.T) {
-	fsys := newStallingFS()
-	c, err := Open(Config{}, fsys, t.TempDir(), nil)
+	faults := faultfs.New(storage.OSFS{})
+	c, err := Open(Config{}, faults, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
 	defer c.Close()
-	defer release()
 
-	close(fsys.armed)
+	stall := stallSyncs(faults)
+	defer stall.Release()
 	first := c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 1))
-	<-fsys.stalled
+	<-stall.Stalled()
 	for len(c.reqs) < cap(c.reqs) {
 		c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
 	}
@@ -125,7 +88,7 @@ func TestSubmitGivesUpWithItsContext(t *testing.T) {
 		t.Errorf("SubmitDeleteTopics gave up with %v, want context.Canceled", err)
 	}
 
-	release()
+	stall.Release()
 	if resp := (<-first).(*kmsg.OffsetCommitResponse); resp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("the stalled commit: %+v", resp)
 	}
@@ -216,23 +179,19 @@ func TestCoordinatorFailedWriteIsNotServed(t *testing.T) {
 // followed: the driver writes the commit before it handles the read.
 func TestCoordinatorReadWaitsForTheWriteBeforeIt(t *testing.T) {
 	faults := faultfs.New(storage.OSFS{})
-	fsys := newStallingFS()
-	fsys.FS = faults
-	c, err := Open(Config{}, fsys, t.TempDir(), nil)
+	c, err := Open(Config{}, faults, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
 	defer c.Close()
-	defer release()
 	if code := commitCode(c, "g", "t", 0, 1); code != 0 {
 		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
 	}
 
-	close(fsys.armed)
+	stall := stallSyncs(faults)
+	defer stall.Release()
 	stalled := c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
-	<-fsys.stalled
+	<-stall.Stalled()
 	// Queued while the driver is stuck: handled together, in one batch.
 	queued := c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 3))
 	r := kmsg.NewPtrOffsetFetchRequest()
@@ -241,7 +200,7 @@ func TestCoordinatorReadWaitsForTheWriteBeforeIt(t *testing.T) {
 	r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
 	fetched := c.Submit(context.Background(), Client{}, r)
 	faults.FailIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpSync && isStoreFile(name) }, nil)
-	release()
+	stall.Release()
 
 	for _, ch := range []<-chan kmsg.Response{stalled, queued} {
 		if code := (<-ch).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.CoordinatorNotAvailable.Code {
@@ -259,19 +218,17 @@ func TestCoordinatorReadWaitsForTheWriteBeforeIt(t *testing.T) {
 // stops without writing the commit queued behind it and closes the store.
 func TestCloseGivesUpOnAHungFsync(t *testing.T) {
 	dir := t.TempDir()
-	fsys := newStallingFS()
-	c, err := Open(Config{}, fsys, dir, nil)
+	faults := faultfs.New(storage.OSFS{})
+	c, err := Open(Config{}, faults, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.closeTimeout = 50 * time.Millisecond
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
-	defer release()
 
-	close(fsys.armed)
+	stall := stallSyncs(faults)
+	defer stall.Release()
 	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 1))
-	<-fsys.stalled
+	<-stall.Stalled()
 	c.Submit(context.Background(), Client{}, commitReq("g", "", -1, "t", 0, 2))
 
 	closed := make(chan error, 1)
@@ -293,7 +250,7 @@ func TestCloseGivesUpOnAHungFsync(t *testing.T) {
 		t.Fatalf("CreateGroup on a closed coordinator: %v, want ErrClosed", err)
 	}
 
-	release()
+	stall.Release()
 	select {
 	case <-c.done:
 	case <-time.After(30 * time.Second):

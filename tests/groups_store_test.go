@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,45 +25,6 @@ import (
 // DataDir/groups/groups.log.
 func isGroupStore(name string) bool { return filepath.Base(name) == "groups.log" }
 
-// stallingGroupFS wraps a file system; once armed, fsyncs of groups.log
-// do not return until released: a disk that stops answering.
-type stallingGroupFS struct {
-	storage.FS
-	armed   chan struct{}
-	stalled chan struct{}
-	release chan struct{}
-}
-
-type stallingGroupFile struct {
-	storage.File
-	fs *stallingGroupFS
-}
-
-func newStallingGroupFS(inner storage.FS) *stallingGroupFS {
-	return &stallingGroupFS{FS: inner, armed: make(chan struct{}), stalled: make(chan struct{}, 1), release: make(chan struct{})}
-}
-
-func (fs *stallingGroupFS) OpenFile(name string, flag int, perm os.FileMode) (storage.File, error) {
-	f, err := fs.FS.OpenFile(name, flag, perm)
-	if err != nil || !isGroupStore(name) {
-		return f, err
-	}
-	return stallingGroupFile{f, fs}, nil
-}
-
-func (f stallingGroupFile) Sync() error {
-	select {
-	case <-f.fs.armed:
-		select {
-		case f.fs.stalled <- struct{}{}:
-		default:
-		}
-		<-f.fs.release
-	default:
-	}
-	return f.File.Sync()
-}
-
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // TestGroupBrokerCloseWithHungGroupFsync: a consumer group's commit is
@@ -72,11 +32,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // still returns (after the group coordinator's close timeout), instead of
 // waiting for the disk forever.
 func TestGroupBrokerCloseWithHungGroupFsync(t *testing.T) {
-	fsys := newStallingGroupFS(storage.OSFS{})
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(fsys.release) }) }
-	defer release()
-	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), FS: fsys, Logger: quietLogger()})
+	faults := faultfs.New(storage.OSFS{})
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), FS: faults, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +45,10 @@ func TestGroupBrokerCloseWithHungGroupFsync(t *testing.T) {
 	}
 	defer cl.Close()
 
-	close(fsys.armed)
+	// From now on fsyncs of groups.log do not return until released: a
+	// disk that stops answering.
+	stall := faults.StallIf(func(op faultfs.Op, name string) bool { return op == faultfs.OpSync && isGroupStore(name) })
+	defer stall.Release()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	committed := make(chan struct{})
@@ -99,7 +59,7 @@ func TestGroupBrokerCloseWithHungGroupFsync(t *testing.T) {
 		_, _ = kadm.NewClient(cl).CommitOffsets(ctx, "g", offs)
 	}()
 	select {
-	case <-fsys.stalled:
+	case <-stall.Stalled():
 	case <-time.After(30 * time.Second):
 		t.Fatal("the commit never reached the group store's fsync")
 	}
@@ -116,7 +76,7 @@ func TestGroupBrokerCloseWithHungGroupFsync(t *testing.T) {
 	}
 	cancel()
 	<-committed
-	release() // the hung driver stops once its fsync returns (goleak checks)
+	stall.Release() // the hung driver stops once its fsync returns (goleak checks)
 }
 
 // groupAdmin returns an admin client for b that gives up on retriable

@@ -63,6 +63,36 @@ type rule struct {
 	after int // fail once more than after operations of op happened; -1: use pred
 	pred  func(op Op, name string) bool
 	err   error
+	stall *Stall // not nil: a StallIf rule (pred), which fails nothing
+}
+
+// Stall holds back the operations a StallIf rule matches: a disk that
+// stops answering.
+type Stall struct {
+	stalled chan string // capacity 1
+	release chan struct{}
+	once    sync.Once
+}
+
+// Stalled gets the file name of an operation that stalls (if nobody reads
+// it, later ones are dropped until it is read).
+func (s *Stall) Stalled() <-chan string { return s.stalled }
+
+// Release lets every stalled and later matching operation go on. It may be
+// called more than once.
+func (s *Stall) Release() { s.once.Do(func() { close(s.release) }) }
+
+func (s *Stall) wait(name string) {
+	select {
+	case <-s.release:
+		return
+	default:
+	}
+	select {
+	case s.stalled <- name:
+	default:
+	}
+	<-s.release
 }
 
 // New wraps inner. Files that already exist count as fully synced.
@@ -95,7 +125,20 @@ func (fs *FS) FailIf(pred func(op Op, name string) bool, err error) {
 	fs.mu.rules = append(fs.mu.rules, rule{after: -1, pred: pred, err: err})
 }
 
-// ClearFaults removes every injection rule.
+// StallIf makes every operation for which pred returns true wait, before
+// it runs, until the returned Stall is released; then it goes on, and
+// fails if a rule in force at that moment says so. A stalled operation
+// holds up Crash.
+func (fs *FS) StallIf(pred func(op Op, name string) bool) *Stall {
+	st := &Stall{stalled: make(chan string, 1), release: make(chan struct{})}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.mu.rules = append(fs.mu.rules, rule{after: -1, pred: pred, stall: st})
+	return st
+}
+
+// ClearFaults removes every injection rule (a stalled operation waits for
+// its Stall's release all the same).
 func (fs *FS) ClearFaults() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -144,8 +187,12 @@ func (fs *FS) Crash(rng *rand.Rand) error {
 	return errors.Join(errs...)
 }
 
-// check counts op and returns the error to inject, if any.
+// check waits out the stalls that match op, then counts it and returns
+// the error to inject, if any, by the rules in force at that moment.
 func (fs *FS) check(op Op, name string) error {
+	for _, st := range fs.stalls(op, name) {
+		st.wait(name)
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.mu.crashed {
@@ -153,14 +200,27 @@ func (fs *FS) check(op Op, name string) error {
 	}
 	fs.mu.counts[op]++
 	for _, r := range fs.mu.rules {
-		if r.after >= 0 && r.op == op && fs.mu.counts[op] > r.after {
+		switch {
+		case r.stall != nil:
+		case r.after >= 0 && r.op == op && fs.mu.counts[op] > r.after:
 			return r.err
-		}
-		if r.after < 0 && r.pred(op, name) {
+		case r.after < 0 && r.pred(op, name):
 			return r.err
 		}
 	}
 	return nil
+}
+
+func (fs *FS) stalls(op Op, name string) []*Stall {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var stalls []*Stall
+	for _, r := range fs.mu.rules {
+		if r.stall != nil && r.pred(op, name) {
+			stalls = append(stalls, r.stall)
+		}
+	}
+	return stalls
 }
 
 func (fs *FS) state(name string) *fileState {
