@@ -334,3 +334,38 @@ func TestSASLConfigCopied(t *testing.T) {
 		t.Fatalf("login with the password given at Start: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
 }
+
+// FuzzSASLLogin feeds two arbitrary frames to a new connection of a SASL
+// broker, through the login steps (and, once logged in, dispatch). It must
+// never panic; an error only closes the connection.
+func FuzzSASLLogin(f *testing.F) {
+	b := startBroker(f, withSASL(nil))
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Mechanism = "PLAIN"
+	auth := kmsg.NewPtrSASLAuthenticateRequest()
+	for _, msg := range [][]byte{plainMsg(testUser, testPass), plainMsg("$ConnectionString", testConnString(testKeyName, testKey)), {0}} {
+		auth.SASLAuthBytes = msg
+		for v := int16(0); v <= 2; v++ {
+			hs.Version, auth.Version = min(v, 1), v
+			f.Add(frameOf(hs, 1)[4:], frameOf(auth, 2)[4:])
+			f.Add(frameOf(hs, 1)[4:], msg)
+		}
+	}
+	f.Add(frameOf(kmsg.NewPtrApiVersionsRequest(), 1)[4:], frameOf(kmsg.NewPtrMetadataRequest(), 2)[4:])
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		c := &conn{b: b, logger: b.logger, ctx: t.Context(), login: &login{}}
+		for _, frame := range [][]byte{first, second} {
+			p, closeAfter, err := c.handleLoginFrame(frame)
+			if err != nil {
+				return
+			}
+			if p.reply.resp != nil {
+				appendResponse(nil, p.corr, p.reply.resp)
+			}
+			p.release()
+			if closeAfter {
+				return
+			}
+		}
+	})
+}
