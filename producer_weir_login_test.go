@@ -69,3 +69,47 @@ func TestProducerConnectionStringAgainstWeir(t *testing.T) {
 		t.Errorf("wrong key took %v, want under %v", took, fatalBound)
 	}
 }
+
+// The processor logs in the same way: it reads what was sent with a
+// connection string, in a group, and a wrong key fails Run fast with
+// ErrAuthentication, without leaking over repeated tries.
+func TestProcessorConnectionStringAgainstWeir(t *testing.T) {
+	certs := testcert.New(t)
+	const keyName, key = "Listen", "cHJvY2Vzc29yLWtleQ=="
+	b := weirtest.Start(t, func(c *broker.Config) {
+		c.TLS = certs.Server
+		c.SASL.SASKeys = map[string]string{keyName: key}
+		c.GroupInitialRebalanceDelay = -1
+	})
+	connString := func(key string) string {
+		return fmt.Sprintf("Endpoint=sb://%s/;SharedAccessKeyName=%s;SharedAccessKey=%s;EntityPath=payments", b.Addr(), keyName, key)
+	}
+	ctx := testCtx(t, time.Minute)
+	p := newProducer(t, ctx, weir.ConnectionString(connString(key)), weir.TLS(certs.Client), weir.AllowAutoTopicCreation())
+	for i := range 3 {
+		if _, err := p.Send(ctx, weir.Event{Value: []byte(fmt.Sprint("pay-", i))}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+
+	got := make(chan string, 3)
+	in := startInstance(t, "a", weir.HandlerFunc(func(_ context.Context, e *kgo.Record) error {
+		got <- string(e.Value)
+		return nil
+	}), weir.ConnectionString(connString(key)), weir.TLS(certs.Client), weir.Group("billing"),
+		weir.Logger(quietLogger()), fastGroup())
+	for i := range 3 {
+		select {
+		case v := <-got:
+			if want := fmt.Sprint("pay-", i); v != want {
+				t.Fatalf("processed %q, want %q", v, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("processed %d of 3 events", i)
+		}
+	}
+	in.stop(t)
+
+	checkFailsFastWithoutLeaks(t, []weir.ProcessorOpt{weir.ConnectionString(connString("d3Jvbmc=")), weir.TLS(certs.Client),
+		weir.Group("billing"), weir.Logger(quietLogger()), fastGroup()}, weir.ErrAuthentication, 50)
+}
