@@ -1,9 +1,11 @@
 package weir
 
 import (
+	"errors"
 	"net"
-	"net/url"
 	"strings"
+
+	"github.com/weirhq/weir/internal/connstr"
 )
 
 // eventHubsKafkaPort is the port of Event Hubs' Kafka endpoint.
@@ -45,47 +47,21 @@ type EventHubsConnection struct {
 // matched case-insensitively, as the Azure SDKs do. A missing or malformed
 // part is reported as a *ConnectionStringError.
 func ParseConnectionString(s string) (EventHubsConnection, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return EventHubsConnection{}, &ConnectionStringError{Reason: "empty"}
-	}
-	parts := map[string]string{}
-	for _, kv := range strings.Split(s, ";") {
-		kv = strings.TrimSpace(kv)
-		if kv == "" {
-			continue
+	p, err := connstr.Parse(s)
+	if err != nil {
+		var ce *connstr.Error
+		if errors.As(err, &ce) {
+			return EventHubsConnection{}, &ConnectionStringError{Missing: ce.Missing, Reason: ce.Reason}
 		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return EventHubsConnection{}, &ConnectionStringError{Reason: "part " + quoteKey(kv) + " has no '='"}
-		}
-		parts[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+		return EventHubsConnection{}, &ConnectionStringError{Reason: err.Error()}
 	}
-	for _, need := range []string{"Endpoint", "SharedAccessKeyName", "SharedAccessKey"} {
-		if parts[strings.ToLower(need)] == "" {
-			return EventHubsConnection{}, &ConnectionStringError{Missing: need}
-		}
-	}
-	u, err := url.Parse(parts["endpoint"])
-	if err != nil || u.Host == "" {
-		return EventHubsConnection{}, &ConnectionStringError{Reason: "Endpoint is not a URL like sb://NAMESPACE.servicebus.windows.net/"}
-	}
-	host, port := u.Hostname(), u.Port()
+	port := p.Port
 	if port == "" {
 		port = eventHubsKafkaPort
 	}
 	return EventHubsConnection{
-		Broker:     net.JoinHostPort(host, port),
-		EntityPath: parts["entitypath"],
-		raw:        s,
+		Broker:     net.JoinHostPort(p.Host, port),
+		EntityPath: p.EntityPath,
+		raw:        strings.TrimSpace(s),
 	}, nil
-}
-
-// quoteKey shows at most the first few characters of a malformed part, so
-// that an error never echoes a whole key.
-func quoteKey(s string) string {
-	if len(s) > 12 {
-		s = s[:12] + "..."
-	}
-	return "\"" + s + "\""
 }

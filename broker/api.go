@@ -7,6 +7,7 @@ package broker
 // package, but keeps the names and shapes.
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -75,6 +76,17 @@ type Config struct {
 	GroupMinSessionTimeout time.Duration
 	GroupMaxSessionTimeout time.Duration
 
+	// TLS, if set, makes the listener serve TLS with it: each connection
+	// starts with a TLS handshake (Certificates or GetCertificate must be
+	// set). A failed handshake closes that connection only. Default nil:
+	// plain TCP. weir serve --tls-cert/--tls-key build it from PEM files.
+	TLS *tls.Config
+
+	// SASL sets the SASL PLAIN logins the broker accepts. With any login
+	// configured, every connection must log in before any request other
+	// than ApiVersions, as on a Kafka SASL listener. Default: no SASL.
+	SASL SASLConfig
+
 	// MaxRequestBytes is the largest request frame accepted; a larger one
 	// closes the connection. Default 100 MiB.
 	MaxRequestBytes int32
@@ -101,6 +113,26 @@ type Config struct {
 
 	Logger *slog.Logger // default slog.Default()
 }
+
+// SASLConfig sets the SASL PLAIN logins a broker accepts. SASL is on when
+// PlainUsers or SASKeys has an entry; then ApiVersions lists SaslHandshake
+// and SaslAuthenticate, and a connection that sends any other request
+// before it has logged in is closed, as Kafka does. Use it with TLS: PLAIN
+// sends passwords as they are.
+type SASLConfig struct {
+	// PlainUsers maps user names to passwords.
+	PlainUsers map[string]string
+	// SASKeys maps shared access key names to keys, for Event Hubs-style
+	// logins: the user "$ConnectionString" with the password
+	// "Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=NAME;SharedAccessKey=KEY"
+	// is accepted when NAME is here with KEY. The endpoint and any
+	// EntityPath are not checked: like Event Hubs' namespace-level keys, a
+	// key opens every topic.
+	SASKeys map[string]string
+}
+
+// enabled reports whether any login is configured.
+func (s *SASLConfig) enabled() bool { return len(s.PlainUsers) > 0 || len(s.SASKeys) > 0 }
 
 // Broker API:
 //

@@ -3,11 +3,13 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -82,6 +84,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval < 0 {
 		return &ConfigError{"SyncInterval", "must be >= 0"}
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		return &ConfigError{"TLS", "no certificate: set Certificates or GetCertificate"}
+	}
+	if err := c.SASL.validate(); err != nil {
+		return err
 	}
 	if err := c.Quota.Validate(); err != nil {
 		return &ConfigError{"Quota", err.Error()}
@@ -165,6 +173,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()
+	}
+	// The broker's own copies: a caller changing its config after Start
+	// changes nothing (and races with nothing).
+	c.SASL.PlainUsers = maps.Clone(c.SASL.PlainUsers)
+	c.SASL.SASKeys = maps.Clone(c.SASL.SASKeys)
+	if c.TLS != nil {
+		c.TLS = c.TLS.Clone()
 	}
 	return c
 }
@@ -255,6 +270,9 @@ func Start(cfg Config) (*Broker, error) {
 		lg.Close()
 		return nil, fmt.Errorf("weir: listen: %w", err)
 	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	adv := cfg.AdvertisedAddr
 	if adv == "" {
 		adv = ln.Addr().String()
@@ -281,7 +299,11 @@ func Start(cfg Config) (*Broker, error) {
 	b.wg.Add(1)
 	go b.acceptLoop()
 	b.logger.Info("weir broker listening", "addr", ln.Addr().String(), "advertised", adv,
-		"data_dir", cfg.DataDir, "cluster_id", clusterID, "node_id", cfg.NodeID)
+		"data_dir", cfg.DataDir, "cluster_id", clusterID, "node_id", cfg.NodeID,
+		"tls", cfg.TLS != nil, "sasl", cfg.SASL.enabled())
+	if cfg.SASL.enabled() && cfg.TLS == nil {
+		b.logger.Warn("weir: SASL PLAIN without TLS: passwords cross the network in the clear")
+	}
 	return b, nil
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ type conn struct {
 	// holdUntil (unix nanoseconds) is when the reader may read the next
 	// request: throughput-unit throttling (KIP-219). Set by either goroutine.
 	holdUntil atomic.Int64
+
+	// login is the SASL login state (sasl.go), nil on a broker without
+	// SASL. Only the reader goroutine touches it.
+	login *login
 }
 
 // pending is a parsed request waiting for its response to be written.
@@ -82,6 +87,9 @@ type reply struct {
 	// done, if set, runs once the response has been encoded (or dropped):
 	// the handler's pooled buffers that the response pointed into go back.
 	done func()
+	// rawToken answers a SASL v0 raw token with an empty token instead of
+	// a response (sasl.go).
+	rawToken bool
 }
 
 func now(resp kmsg.Response) reply { return reply{resp: resp} }
@@ -97,6 +105,9 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 	}
 	c.logger = b.logger.With("remote", c.remote)
+	if b.cfg.SASL.enabled() {
+		c.login = &login{}
+	}
 	c.ctx, c.cancel = context.WithCancel(context.WithValue(b.ctx, remoteKey{}, c.remote))
 	return c
 }
@@ -130,6 +141,9 @@ func (c *conn) readLoop() {
 	defer c.cancel() // a peer that stopped sending gets no more long polls
 	defer c.recoverPanic("reader")
 
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.tlsHandshake(tc) {
+		return
+	}
 	var size [4]byte
 	max := c.b.cfg.MaxRequestBytes
 	for {
@@ -157,7 +171,13 @@ func (c *conn) readLoop() {
 			return
 		}
 		start := time.Now()
-		p, err := c.b.handleFrame(c.ctx, frame)
+		var p pending
+		closeAfter := false
+		if c.login == nil {
+			p, err = c.b.handleFrame(c.ctx, frame)
+		} else {
+			p, closeAfter, err = c.handleLoginFrame(frame)
+		}
 		if err != nil {
 			c.logger.Debug("weir: bad request", "err", err)
 			c.nc.Close()
@@ -173,7 +193,28 @@ func (c *conn) readLoop() {
 		case <-c.writerDone:
 			return
 		}
+		if closeAfter {
+			return // the writer writes p, then closes the connection
+		}
 	}
+}
+
+// tlsHandshakeTimeout bounds a new connection's TLS handshake.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// tlsHandshake runs the TLS handshake of a new connection, so that a failed
+// one is logged as such. It closes only this connection.
+func (c *conn) tlsHandshake(tc *tls.Conn) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if c.ctx.Err() == nil {
+			c.logger.Debug("weir: TLS handshake failed", "err", err)
+		}
+		c.nc.Close()
+		return false
+	}
+	return true
 }
 
 // readFrame reads an n-byte frame into a pooled buffer. Large frames grow
@@ -262,6 +303,17 @@ func (c *conn) writeLoop() {
 		}
 		if p.reply.none {
 			putBuf(p.frame)
+			continue
+		}
+		if p.reply.rawToken {
+			if _, err := w.Write(emptyToken); err != nil {
+				c.debugClose("write", err)
+				return
+			}
+			if err := w.Flush(); err != nil { // the client waits for it
+				c.debugClose("write", err)
+				return
+			}
 			continue
 		}
 		resp := p.reply.resp

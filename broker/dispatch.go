@@ -85,13 +85,22 @@ func buildAPITable() map[int16]api {
 	return m
 }
 
-// supportedAPIs returns the table as ApiVersions entries, sorted by key.
-func supportedAPIs() []kmsg.ApiVersionsResponseApiKey {
-	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(apiTable))
-	for _, a := range apiTable {
+// supportedAPIs returns the table as ApiVersions entries, sorted by key,
+// plus the SASL APIs when the broker has SASL (sasl.go).
+func (b *Broker) supportedAPIs() []kmsg.ApiVersionsResponseApiKey {
+	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(apiTable)+len(saslAPIs))
+	add := func(a api) {
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = a.key, a.min, a.max
 		keys = append(keys, k)
+	}
+	for _, a := range apiTable {
+		add(a)
+	}
+	if b.cfg.SASL.enabled() {
+		for _, a := range saslAPIs {
+			add(a)
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })
 	return keys
@@ -134,23 +143,33 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 			resp := kmsg.NewPtrApiVersionsResponse()
 			resp.Version = 0
 			resp.ErrorCode = errUnsupportedVersion
-			resp.ApiKeys = supportedAPIs()
+			resp.ApiKeys = b.supportedAPIs()
 			return pending{corr: h.corr, key: h.key, reply: now(resp)}, nil
 		}
 		return pending{}, &frameError{Reason: "unsupported version", Key: h.key, Ver: h.version}
 	}
+	req, err := decodeRequest(&h, body)
+	if err != nil {
+		return pending{}, err
+	}
+	return pending{corr: h.corr, key: h.key, reply: a.handle(b, ctx, &h, req)}, nil
+}
+
+// decodeRequest decodes the body of a request whose key and version are
+// known to be served.
+func decodeRequest(h *header, body []byte) (kmsg.Request, error) {
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)
 	if req.IsFlexible() {
 		r := kbin.Reader{Src: body}
 		kmsg.SkipTags(&r)
 		if !r.Ok() {
-			return pending{}, &frameError{Reason: "bad header tags", Key: h.key, Ver: h.version, Err: errShortHeader}
+			return nil, &frameError{Reason: "bad header tags", Key: h.key, Ver: h.version, Err: errShortHeader}
 		}
 		body = r.Src
 	}
 	if err := req.ReadFrom(body); err != nil {
-		return pending{}, &frameError{Reason: "bad request body", Key: h.key, Ver: h.version, Err: err}
+		return nil, &frameError{Reason: "bad request body", Key: h.key, Ver: h.version, Err: err}
 	}
-	return pending{corr: h.corr, key: h.key, reply: a.handle(b, ctx, &h, req)}, nil
+	return req, nil
 }

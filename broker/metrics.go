@@ -35,6 +35,8 @@ type metrics struct {
 
 	produceLatency, fetchLatency prometheus.Histogram
 
+	authFailures prometheus.Counter // refused SASL logins
+
 	topics sync.Map // topic name -> *topicMetrics
 
 	// groups feeds the consumer group lag metric; nil until a group
@@ -99,7 +101,11 @@ func newMetrics(b *Broker, reg *prometheus.Registry) *metrics {
 		Help:    "Time from reading a fetch request to its response being ready (includes the long-poll wait).",
 		Buckets: latencyBuckets,
 	})
-	m.collectors = append(m.collectors, m.produceLatency, m.fetchLatency, &brokerCollector{b: b})
+	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weir_sasl_authentication_failures_total",
+		Help: "SASL logins refused: wrong or malformed credentials, or an unsupported mechanism.",
+	})
+	m.collectors = append(m.collectors, m.produceLatency, m.fetchLatency, m.authFailures, &brokerCollector{b: b})
 	return m
 }
 

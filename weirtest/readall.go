@@ -14,14 +14,17 @@ import (
 // partition whose records were all deleted). It fails the test
 // on a fetch error, or if ctx ends first.
 //
+// opts are more client options, such as kgo.DialTLSConfig and kgo.SASL
+// for a broker that requires them.
+//
 // It is the way to check what a test stored:
 //
 //	recs := weirtest.ReadAll(ctx, t, b.Addr(), "orders")
 //	if len(recs[0]) != 3 { ... }
-func ReadAll(ctx context.Context, tb testing.TB, addr, topic string) map[int32][]*kgo.Record {
+func ReadAll(ctx context.Context, tb testing.TB, addr, topic string, opts ...kgo.Opt) map[int32][]*kgo.Record {
 	tb.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		tb.Fatalf("weirtest: read %s: %v", topic, err)
 	}

@@ -1,16 +1,23 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/weirhq/weir/internal/connstr"
 )
 
 // Errors of the client commands.
@@ -22,19 +29,45 @@ var (
 // defaultBrokers is the broker list when neither --brokers nor $WEIR_BROKERS is set.
 const defaultBrokers = "127.0.0.1:9092"
 
-// clientFlags are the flags every client command shares.
+// clientFlags are the flags every client command shares: where the brokers
+// are, and how to log in (TLS, SASL PLAIN, or an Event Hubs connection
+// string, which means both).
 type clientFlags struct {
-	brokers string
+	fs         *flag.FlagSet // to tell an explicit --brokers from its default
+	brokers    string
+	tls        bool
+	tlsCA      string
+	saslUser   string
+	saslPass   string
+	connString string
+	// The environment's password and connection string, used when the
+	// flags are not given: not flag defaults, which -h would print.
+	envPass, envConnString string
 }
 
 func (e *env) addClientFlags(fs *flag.FlagSet) *clientFlags {
-	cf := &clientFlags{}
+	cf := &clientFlags{fs: fs, envPass: e.getenv("WEIR_SASL_PASSWORD"), envConnString: e.getenv("WEIR_CONNECTION_STRING")}
 	def := e.getenv("WEIR_BROKERS")
 	if def == "" {
 		def = defaultBrokers
 	}
 	fs.StringVar(&cf.brokers, "brokers", def, "comma-separated `host:port` list of brokers (env WEIR_BROKERS)")
+	fs.BoolVar(&cf.tls, "tls", false, "connect with TLS (implied by --tls-ca and --connection-string)")
+	fs.StringVar(&cf.tlsCA, "tls-ca", "", "trust the CA certificates in this PEM `file` (default: the system's)")
+	fs.StringVar(&cf.saslUser, "sasl-user", "", "log in with SASL PLAIN as `NAME`")
+	fs.StringVar(&cf.saslPass, "sasl-password", "", "SASL PLAIN `password` (env WEIR_SASL_PASSWORD, which keeps it out of ps)")
+	fs.StringVar(&cf.connString, "connection-string", "",
+		"Event Hubs connection `string` (env WEIR_CONNECTION_STRING): TLS and SASL PLAIN as $ConnectionString; its Endpoint is the broker unless --brokers is given")
 	return cf
+}
+
+// brokersSet reports whether --brokers was given on the command line.
+func (cf *clientFlags) brokersSet() bool {
+	set := false
+	if cf.fs != nil {
+		cf.fs.Visit(func(f *flag.Flag) { set = set || f.Name == "brokers" })
+	}
+	return set
 }
 
 func (cf *clientFlags) seeds() []string {
@@ -47,12 +80,65 @@ func (cf *clientFlags) seeds() []string {
 	return out
 }
 
-func (cf *clientFlags) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+// kgoOpts returns the seed brokers and the login options of the flags.
+func (cf *clientFlags) kgoOpts() ([]kgo.Opt, error) {
 	seeds := cf.seeds()
+	user, pass := cf.saslUser, cmp.Or(cf.saslPass, cf.envPass)
+	useTLS := cf.tls || cf.tlsCA != ""
+	connString := cmp.Or(cf.connString, cf.envConnString)
+	if user == "" && cf.saslPass == "" {
+		pass = "" // $WEIR_SASL_PASSWORD alone is not a login
+	}
+	if connString != "" {
+		p, err := connstr.Parse(connString)
+		if err != nil {
+			return nil, fmt.Errorf("weir: --connection-string: %w", err) // never holds the key
+		}
+		if user != "" {
+			return nil, errors.New("weir: --connection-string logs in as $ConnectionString: drop --sasl-user")
+		}
+		user, pass, useTLS = "$ConnectionString", strings.TrimSpace(connString), true
+		if !cf.brokersSet() {
+			port := p.Port
+			if port == "" {
+				port = "9093" // Event Hubs' Kafka endpoint
+			}
+			seeds = []string{net.JoinHostPort(p.Host, port)}
+		}
+	}
 	if len(seeds) == 0 {
 		return nil, fmt.Errorf("weir: --brokers is empty")
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	opts := []kgo.Opt{kgo.SeedBrokers(seeds...)}
+	if (user == "") != (pass == "") {
+		return nil, errors.New("weir: --sasl-user and --sasl-password (or $WEIR_SASL_PASSWORD) go together")
+	}
+	if useTLS {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cf.tlsCA != "" {
+			pem, err := os.ReadFile(cf.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("weir: --tls-ca: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("weir: --tls-ca: no PEM certificate in %s", cf.tlsCA)
+			}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if user != "" {
+		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
+	}
+	return opts, nil
+}
+
+func (cf *clientFlags) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	base, err := cf.kgoOpts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("weir: kafka client: %w", err)
 	}

@@ -41,6 +41,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		metricsAddr      = fs.String("metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (default: off)")
 	)
 	qf := addQuotaFlags(fs)
+	af := addAuthFlags(fs)
 	pos, err := e.parseFlags(fs, cmd, args)
 	if err != nil {
 		return err
@@ -79,6 +80,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
+	tlsCfg, saslCfg, err := af.config(e.getenv)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	dir := *dataDir
 	if dir == "" {
 		if dir, err = defaultDataDir(e.getenv); err != nil {
@@ -107,6 +112,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		RequireGroupCreate:         *requireGroup,
 		OffsetsRetention:           *offsetsRetention,
 		Quota:                      quotaCfg,
+		TLS:                        tlsCfg,
+		SASL:                       saslCfg,
 		Metrics:                    newMetricsRegistry(),
 		Logger:                     logger,
 	}
