@@ -79,6 +79,11 @@ func TestServeTLSSASL(t *testing.T) {
 	if out != "one\ntwo\n" {
 		t.Errorf("consumed %q, want one, two", out)
 	}
+	// weir bench measures an external broker that needs a login.
+	bench := run(nil, "", "bench", "--skip-kfake", "--records", "2000", "--duration", "100ms", "--partitions", "2", ca, "--connection-string", connString)
+	if m := regexp.MustCompile(`latency acked records\s+(\d+)`).FindStringSubmatch(bench); m == nil || m[1] == "0" {
+		t.Errorf("bench over TLS with a connection-string login acked nothing:\n%s", bench)
+	}
 
 	_, errOut, code := weirEnv(t, ctx, nil, nil, "topic", "list", "--brokers", addr, ca, "--sasl-user", "alice", "--sasl-password", "wrong-pw-42")
 	if code == 0 || !strings.Contains(errOut, "SASL_AUTHENTICATION_FAILED") || strings.Contains(errOut, "wrong-pw-42") {

@@ -108,9 +108,10 @@ then produces at half the measured max rate for --duration and reports
 per-record produce latency (ack time minus send time). Prints a table and the
 weir/kfake ratios, and each broker process's CPU time. --in-process runs both
 brokers inside the bench process instead (one Go runtime shared with the
-clients). --brokers measures an external broker instead of weir serve (a
+clients). --brokers (or --connection-string) measures an external broker
+instead of weir serve, with the login flags below if it needs them (a
 uniquely named topic is created there and deleted after).`)
-	brokers := fs.String("brokers", "", "measure the broker at `host:port,...` instead of an embedded weir")
+	cf := e.addClientFlags(fs)
 	var spec benchSpec
 	fs.Int64Var(&spec.records, "records", 1_000_000, "`number` of records in the throughput phases")
 	fs.IntVar(&spec.recordSize, "record-size", 100, "record value size in `bytes`")
@@ -166,7 +167,11 @@ uniquely named topic is created there and deleted after).`)
 			return fmt.Errorf("weir: %w", err)
 		}
 	}
-	weir, err := benchWeir(ctx, e, spec, *brokers, *dataDir, policy, *fsync, *inProcess)
+	var external *clientFlags // nil: the bench starts weir itself
+	if cf.brokersSet() || cf.connString != "" {
+		external = cf
+	}
+	weir, err := benchWeir(ctx, e, spec, external, *dataDir, policy, *fsync, *inProcess)
 	if err != nil {
 		return err
 	}
@@ -194,7 +199,7 @@ func benchKfake(ctx context.Context, e *env, spec benchSpec, inProcess bool) (be
 		}
 		defer c.Close()
 		fmt.Fprintf(e.stderr, "kfake: in-memory cluster in this process at %s\n", c.ListenAddrs()[0])
-		return benchTarget(ctx, e.stderr, "kfake", c.ListenAddrs(), "bench", spec, nil)
+		return benchTarget(ctx, e.stderr, "kfake", []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, "bench", spec, nil)
 	}
 	p, err := startKfakeProcess(ctx, e.stderr)
 	if err != nil {
@@ -207,7 +212,7 @@ func benchKfake(ctx context.Context, e *env, spec benchSpec, inProcess bool) (be
 // benchChild measures the broker process p, then stops it and adds its CPU
 // time to the result.
 func benchChild(ctx context.Context, e *env, p *benchProcess, name string, spec benchSpec) (benchResult, error) {
-	res, err := benchTarget(ctx, e.stderr, name, []string{p.addr}, "bench", spec, childClock(p.cmd.Process.Pid))
+	res, err := benchTarget(ctx, e.stderr, name, []kgo.Opt{kgo.SeedBrokers(p.addr)}, "bench", spec, childClock(p.cmd.Process.Pid))
 	cpu, serr := p.stop()
 	if err != nil {
 		return res, err
@@ -220,13 +225,20 @@ func benchChild(ctx context.Context, e *env, p *benchProcess, name string, spec 
 }
 
 // benchWeir measures weir serve in a child process, the embedded broker
-// (inProcess), or the broker at brokers.
-func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir string, policy storage.SyncPolicy, fsync string, inProcess bool) (benchResult, error) {
-	if brokers != "" {
-		cf := &clientFlags{brokers: brokers}
+// (inProcess), or the external broker of cf.
+func benchWeir(ctx context.Context, e *env, spec benchSpec, cf *clientFlags, parentDir string, policy storage.SyncPolicy, fsync string, inProcess bool) (benchResult, error) {
+	if cf != nil {
+		conn, err := cf.kgoOpts()
+		if err != nil {
+			return benchResult{}, err
+		}
 		topic := fmt.Sprintf("weir-bench-%d", time.Now().UnixNano())
-		fmt.Fprintf(e.stderr, "weir: external broker at %s, topic %s\n", brokers, topic)
-		res, err := benchTarget(ctx, e.stderr, "weir", cf.seeds(), topic, spec, nil)
+		where := cf.brokers
+		if !cf.brokersSet() {
+			where = "the connection string's endpoint"
+		}
+		fmt.Fprintf(e.stderr, "weir: external broker at %s, topic %s\n", where, topic)
+		res, err := benchTarget(ctx, e.stderr, "weir", conn, topic, spec, nil)
 		if adm, aerr := newAdmin(cf); aerr == nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminTimeout)
 			adm.DeleteTopic(dctx, topic) // best effort: the figures are already taken
@@ -258,7 +270,7 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 		return benchResult{}, fmt.Errorf("weir: start embedded broker: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "weir: embedded broker in this process at %s, data in %s, fsync %s\n", b.Addr(), dir, fsync)
-	res, err := benchTarget(ctx, e.stderr, "weir", []string{b.Addr()}, "bench", spec, nil)
+	res, err := benchTarget(ctx, e.stderr, "weir", []kgo.Opt{kgo.SeedBrokers(b.Addr())}, "bench", spec, nil)
 	if cerr := b.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("weir: close embedded broker: %w", cerr)
 	}
@@ -267,9 +279,12 @@ func benchWeir(ctx context.Context, e *env, spec benchSpec, brokers, parentDir s
 
 // benchTarget runs the three phases against one cluster. clock, if not nil,
 // tells the CPU time of the clients and the broker.
-func benchTarget(ctx context.Context, log io.Writer, name string, seeds []string, topic string, spec benchSpec, clock cpuClock) (benchResult, error) {
+//
+// conn are the client options that reach the cluster: its seed brokers,
+// and TLS and a SASL login if it needs them.
+func benchTarget(ctx context.Context, log io.Writer, name string, conn []kgo.Opt, topic string, spec benchSpec, clock cpuClock) (benchResult, error) {
 	res := benchResult{name: name}
-	if err := benchCreateTopic(ctx, seeds, topic, spec.partitions); err != nil {
+	if err := benchCreateTopic(ctx, conn, topic, spec.partitions); err != nil {
 		return res, err
 	}
 	value := make([]byte, spec.recordSize)
@@ -278,25 +293,25 @@ func benchTarget(ctx context.Context, log io.Writer, name string, seeds []string
 	}
 
 	var err error
-	if res.produce, err = benchProduce(ctx, seeds, topic, spec.records, value, clock, &res); err != nil {
+	if res.produce, err = benchProduce(ctx, conn, topic, spec.records, value, clock, &res); err != nil {
 		return res, fmt.Errorf("weir: bench %s produce: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: produced %d records in %s (%.0f records/s)\n", name, spec.records, res.produce.Round(time.Millisecond), res.produceRate(spec))
 	// +1: the warm-up record of the produce phase.
-	if res.consume, err = benchConsume(ctx, seeds, topic, spec.records+1, clock, &res); err != nil {
+	if res.consume, err = benchConsume(ctx, conn, topic, spec.records+1, clock, &res); err != nil {
 		return res, fmt.Errorf("weir: bench %s consume: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: consumed %d records in %s (%.0f records/s)\n", name, spec.records, res.consume.Round(time.Millisecond), res.consumeRate(spec))
 	res.latencyRate = res.produceRate(spec) / 2
-	if err := benchLatency(ctx, seeds, topic, spec, value, &res); err != nil {
+	if err := benchLatency(ctx, conn, topic, spec, value, &res); err != nil {
 		return res, fmt.Errorf("weir: bench %s latency: %w", name, err)
 	}
 	fmt.Fprintf(log, "%s: latency at %.0f records/s: p50 %s p99 %s p999 %s\n", name, res.latencyRate, res.p50, res.p99, res.p999)
 	return res, nil
 }
 
-func benchCreateTopic(ctx context.Context, seeds []string, topic string, partitions int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+func benchCreateTopic(ctx context.Context, conn []kgo.Opt, topic string, partitions int) error {
+	cl, err := kgo.NewClient(conn...)
 	if err != nil {
 		return fmt.Errorf("weir: kafka client: %w", err)
 	}
@@ -313,9 +328,9 @@ func benchCreateTopic(ctx context.Context, seeds []string, topic string, partiti
 
 // benchProduce produces n records with franz-go's default batching and
 // compression, acks=all, and returns the time until all are acknowledged.
-func benchProduce(ctx context.Context, seeds []string, topic string, n int64, value []byte, clock cpuClock, res *benchResult) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(benchStallTimeout))
+func benchProduce(ctx context.Context, conn []kgo.Opt, topic string, n int64, value []byte, clock cpuClock, res *benchResult) (time.Duration, error) {
+	cl, err := kgo.NewClient(withOpts(conn, kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(benchStallTimeout))...)
 	if err != nil {
 		return 0, err
 	}
@@ -355,6 +370,11 @@ func benchProduce(ctx context.Context, seeds []string, topic string, n int64, va
 	return elapsed, nil
 }
 
+// withOpts is conn followed by more, in a slice of its own.
+func withOpts(conn []kgo.Opt, more ...kgo.Opt) []kgo.Opt {
+	return append(slices.Clip(conn), more...)
+}
+
 // benchWarmUp produces one record and waits for it, so that connecting,
 // metadata and the producer ID are not part of the measurement.
 func benchWarmUp(ctx context.Context, cl *kgo.Client) error {
@@ -365,9 +385,9 @@ func benchWarmUp(ctx context.Context, cl *kgo.Client) error {
 
 // benchConsume reads n records from the start of topic and returns the time
 // it took.
-func benchConsume(ctx context.Context, seeds []string, topic string, n int64, clock cpuClock, res *benchResult) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+func benchConsume(ctx context.Context, conn []kgo.Opt, topic string, n int64, clock cpuClock, res *benchResult) (time.Duration, error) {
+	cl, err := kgo.NewClient(withOpts(conn, kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return 0, err
 	}
@@ -408,9 +428,9 @@ func benchConsume(ctx context.Context, seeds []string, topic string, n int64, cl
 
 // benchLatency produces at res.latencyRate records/s for spec.duration,
 // paced every millisecond, and records each record's ack latency.
-func benchLatency(ctx context.Context, seeds []string, topic string, spec benchSpec, value []byte, res *benchResult) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(spec.linger), kgo.RecordDeliveryTimeout(benchStallTimeout))
+func benchLatency(ctx context.Context, conn []kgo.Opt, topic string, spec benchSpec, value []byte, res *benchResult) error {
+	cl, err := kgo.NewClient(withOpts(conn, kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(spec.linger), kgo.RecordDeliveryTimeout(benchStallTimeout))...)
 	if err != nil {
 		return err
 	}
