@@ -65,6 +65,14 @@ type Group struct {
 
 	offsets map[topicPartition]Offset
 
+	// meta is the last RecordGroupMetadata written (or restored), which
+	// Snapshot keeps. persistedGeneration is the highest generation the
+	// store held at restore: a generation restored as Stable may be older
+	// than one a rebalance had started, and the next generation is
+	// numbered above both, so that no number is handed out twice.
+	meta                *Record
+	persistedGeneration int32
+
 	wake time.Time // the deadline armed in the timer heap
 }
 
@@ -329,7 +337,7 @@ func (c *RawCoordinator) acceptJoiningMember(g *Group, memberID string, instance
 }
 
 func (c *RawCoordinator) joinNew(now time.Time, g *Group, spec memberSpec, w *waiter, requireKnownID bool) {
-	id := c.newMemberID(spec.clientID)
+	id := c.newMemberID(g, spec.clientID)
 	if spec.instanceID != nil {
 		if old, ok := g.static[*spec.instanceID]; ok {
 			c.replaceStaticMember(now, g, old, id, spec, w)
@@ -523,6 +531,10 @@ func (c *RawCoordinator) replaceStaticMember(now time.Time, g *Group, oldID, new
 			r.LeaderID = oldLeader
 			r.Members = nil
 			c.reply(w.done, r)
+			// The member id changed: persist it, or after a restart the
+			// instance's new id would be fenced.
+			c.persistMetadata(g)
+			c.refuseStable(now, g, r)
 			return
 		}
 		c.maybePrepareRebalance(now, g)
@@ -607,11 +619,12 @@ func (c *RawCoordinator) completeJoin(now time.Time, g *Group) {
 		g.joinDeadline = now.Add(g.rebalanceTimeout())
 		return
 	}
-	g.generation++
+	g.generation = max(g.generation, g.persistedGeneration) + 1
 	if len(g.members) == 0 {
 		g.protocol = ""
 		g.transition(now, Empty)
 		c.persistGroup(g)
+		c.persistMetadata(g)
 		return
 	}
 	g.protocol = g.selectProtocol()

@@ -3,6 +3,7 @@ package group
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -470,7 +471,7 @@ func TestDeterministic(t *testing.T) {
 		t.Fatalf("runs wrote %d and %d records", len(a), len(b))
 	}
 	for i := range a {
-		if a[i] != b[i] {
+		if !reflect.DeepEqual(a[i], b[i]) {
 			t.Fatalf("record %d differs: %+v vs %+v", i, a[i], b[i])
 		}
 	}

@@ -75,13 +75,18 @@ func (c *RawCoordinator) sync(now time.Time, r *kmsg.SyncGroupRequest, done func
 			}
 		}
 		g.transition(now, Stable)
+		c.persistMetadata(g)
+		var answers []kmsg.Response
 		for _, o := range g.sortedMembers() {
 			if o.sync != nil {
-				c.reply(o.sync.done, c.syncResult(g, o, o.sync.version))
+				r := c.syncResult(g, o, o.sync.version)
+				answers = append(answers, r)
+				c.reply(o.sync.done, r)
 				o.sync = nil
 				o.heartbeatDeadline = now.Add(o.sessionTimeout)
 			}
 		}
+		c.refuseStable(now, g, answers...)
 	case Stable:
 		delete(g.pendingSync, m.id)
 		m.heartbeatDeadline = now.Add(m.sessionTimeout)

@@ -431,7 +431,10 @@ func (c *RawCoordinator) persistGroup(g *Group) { c.persist(groupRecord(g)) }
 // across restarts: a group restored after a restart is Empty, but it has
 // been empty only since then if it had members before.
 func groupRecord(g *Group) Record {
-	r := Record{Kind: RecordGroup, Group: g.name, Generation: g.generation, ProtocolType: g.protocolType, Created: g.created}
+	r := Record{
+		Kind: RecordGroup, Group: g.name, Generation: max(g.generation, g.persistedGeneration),
+		ProtocolType: g.protocolType, Created: g.created,
+	}
 	if g.state == Empty {
 		r.EmptySince = g.stateSince.UnixMilli()
 	}
@@ -445,9 +448,9 @@ func offsetRecord(group, topic string, partition int32, o Offset) Record {
 	}
 }
 
-// Restore loads records read from the Store, in order. Groups come back
-// Empty: members rejoin after a restart, as after a coordinator move in
-// Kafka.
+// Restore loads records read from the Store, in order. A group whose
+// last metadata record has members comes back Stable with them (see
+// finishRestore); other groups come back Empty.
 func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
 	for _, r := range recs {
 		g := c.groups[r.Group]
@@ -457,10 +460,17 @@ func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
 				g = c.newGroup(now, r.Group)
 			}
 			g.generation, g.protocolType, g.created = r.Generation, r.ProtocolType, r.Created
+			g.persistedGeneration = max(g.persistedGeneration, r.Generation)
 			g.stateSince = now
 			if r.EmptySince > 0 {
 				g.stateSince = time.UnixMilli(r.EmptySince)
+				g.meta = nil // the group became Empty after its last Stable generation
 			}
+		case RecordGroupMetadata:
+			if g == nil {
+				g = c.newGroup(now, r.Group)
+			}
+			restoreMetadata(g, r)
 		case RecordGroupDeleted:
 			delete(c.groups, r.Group)
 		case RecordOffset:
@@ -476,6 +486,9 @@ func (c *RawCoordinator) Restore(now time.Time, recs []Record) {
 			}
 		}
 	}
+	for _, name := range c.sortedGroupNames() {
+		c.finishRestore(now, c.groups[name])
+	}
 }
 
 // Snapshot returns the records that rebuild the current durable state;
@@ -484,8 +497,11 @@ func (c *RawCoordinator) Snapshot() []Record {
 	var out []Record
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
-		if g.created || g.generation > 0 {
+		if g.created || g.generation > 0 || g.persistedGeneration > 0 {
 			out = append(out, groupRecord(g))
+		}
+		if g.meta != nil {
+			out = append(out, *g.meta)
 		}
 		tps := g.sortedOffsets()
 		for _, tp := range tps {

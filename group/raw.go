@@ -337,9 +337,21 @@ func (c *RawCoordinator) reply(done func(kmsg.Response), resp kmsg.Response) {
 
 func (c *RawCoordinator) persist(r Record) { c.out.Records = append(c.out.Records, r) }
 
-func (c *RawCoordinator) newMemberID(clientID string) string {
-	c.nextID++
-	return clientID + "-" + c.idPrefix + "-" + strconv.FormatUint(c.nextID, 10)
+// newMemberID returns an id no member of g has. With a fixed
+// MemberIDPrefix the counter starts again after a restart, while restored
+// members keep their ids.
+func (c *RawCoordinator) newMemberID(g *Group, clientID string) string {
+	for {
+		c.nextID++
+		id := clientID + "-" + c.idPrefix + "-" + strconv.FormatUint(c.nextID, 10)
+		if _, ok := g.members[id]; ok {
+			continue
+		}
+		if _, ok := g.pending[id]; ok {
+			continue
+		}
+		return id
+	}
 }
 
 // schedule recomputes g's next deadline and arms a timer for it.

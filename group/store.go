@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -25,6 +26,7 @@ const (
 	RecordGroupDeleted  RecordKind = 2 // the group and its offsets are gone
 	RecordOffset        RecordKind = 3 // a committed offset
 	RecordOffsetDeleted RecordKind = 4 // an offset was deleted or expired
+	RecordGroupMetadata RecordKind = 5 // a generation's members, written when the group becomes Stable or Empty
 )
 
 // Record is one durable change to the coordinator's state. Only the fields
@@ -44,7 +46,41 @@ type Record struct {
 	LeaderEpoch int32  // RecordOffset
 	Metadata    string // RecordOffset
 	CommitTime  int64  // RecordOffset, Unix milliseconds
+
+	// RecordGroupMetadata (also Generation and ProtocolType): the state of
+	// a generation that reached Stable, with its members, as Kafka's
+	// GroupMetadata record. A group that became Empty (or whose members
+	// are too large to store) has no Members.
+	Protocol string
+	Leader   string
+	Members  []MemberRecord
 }
+
+// MemberRecord is one member of a RecordGroupMetadata.
+type MemberRecord struct {
+	ID               string
+	InstanceID       *string // group.instance.id of a static member
+	ClientID         string
+	ClientHost       string
+	SessionTimeout   int32 // milliseconds
+	RebalanceTimeout int32 // milliseconds
+	Protocols        []MemberProtocol
+	Assignment       []byte
+}
+
+// MemberProtocol is one protocol (assignor) a member offered, with its
+// metadata (the subscription).
+type MemberProtocol struct {
+	Name     string
+	Metadata []byte
+}
+
+// The smallest encodings of a member and of a protocol: a decoder checks
+// a count against the bytes left before it allocates.
+const (
+	minMemberBytes   = 2 + 2 + 2 + 2 + 4 + 4 + 4 + 4
+	minProtocolBytes = 2 + 4
+)
 
 // The file is a sequence of frames: payload length (uint32), CRC32C of the
 // payload (uint32), payload. A payload starts with a format version byte
@@ -71,12 +107,8 @@ const maxStringBytes = math.MaxInt16
 // is the last line of defence for the file, whose recovery would otherwise
 // stop at such a frame.
 func AppendRecord(dst []byte, r Record) ([]byte, error) {
-	for _, f := range [...]struct {
-		name, v string
-	}{{"group id", r.Group}, {"protocol type", r.ProtocolType}, {"topic", r.Topic}, {"metadata", r.Metadata}} {
-		if len(f.v) > maxStringBytes {
-			return dst, fmt.Errorf("%w: %d-byte %s (at most %d)", ErrUnstorableRecord, len(f.v), f.name, maxStringBytes)
-		}
+	if err := checkStrings(r); err != nil {
+		return dst, err
 	}
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeader)...)
@@ -99,6 +131,26 @@ func AppendRecord(dst []byte, r Record) ([]byte, error) {
 	case RecordOffsetDeleted:
 		dst = kbin.AppendString(dst, r.Topic)
 		dst = kbin.AppendInt32(dst, r.Partition)
+	case RecordGroupMetadata:
+		dst = kbin.AppendInt32(dst, r.Generation)
+		dst = kbin.AppendString(dst, r.ProtocolType)
+		dst = kbin.AppendString(dst, r.Protocol)
+		dst = kbin.AppendString(dst, r.Leader)
+		dst = kbin.AppendArrayLen(dst, len(r.Members))
+		for _, m := range r.Members {
+			dst = kbin.AppendString(dst, m.ID)
+			dst = kbin.AppendNullableString(dst, m.InstanceID)
+			dst = kbin.AppendString(dst, m.ClientID)
+			dst = kbin.AppendString(dst, m.ClientHost)
+			dst = kbin.AppendInt32(dst, m.SessionTimeout)
+			dst = kbin.AppendInt32(dst, m.RebalanceTimeout)
+			dst = kbin.AppendArrayLen(dst, len(m.Protocols))
+			for _, p := range m.Protocols {
+				dst = kbin.AppendString(dst, p.Name)
+				dst = kbin.AppendBytes(dst, p.Metadata)
+			}
+			dst = kbin.AppendBytes(dst, m.Assignment)
+		}
 	default:
 		return dst[:start], fmt.Errorf("%w: unknown kind %d", ErrUnstorableRecord, r.Kind)
 	}
@@ -152,6 +204,10 @@ func DecodeRecord(b []byte) (Record, int, error) {
 	case RecordOffsetDeleted:
 		r.Topic = kr.String()
 		r.Partition = kr.Int32()
+	case RecordGroupMetadata:
+		if err := decodeGroupMetadata(&kr, &r); err != nil {
+			return Record{}, 0, err
+		}
 	default:
 		return Record{}, 0, fmt.Errorf("%w: unknown kind %d", ErrCorruptRecord, r.Kind)
 	}
@@ -159,6 +215,78 @@ func DecodeRecord(b []byte) (Record, int, error) {
 		return Record{}, 0, fmt.Errorf("%w: bad %d-byte payload", ErrCorruptRecord, n)
 	}
 	return r, frameHeader + int(n), nil
+}
+
+// checkStrings refuses a record with a string its int16 length cannot hold.
+func checkStrings(r Record) error {
+	check := func(name, v string) error {
+		if len(v) > maxStringBytes {
+			return fmt.Errorf("%w: %d-byte %s (at most %d)", ErrUnstorableRecord, len(v), name, maxStringBytes)
+		}
+		return nil
+	}
+	errs := []error{
+		check("group id", r.Group), check("protocol type", r.ProtocolType), check("topic", r.Topic),
+		check("metadata", r.Metadata), check("protocol", r.Protocol), check("leader", r.Leader),
+	}
+	for _, m := range r.Members {
+		errs = append(errs, check("member id", m.ID), check("client id", m.ClientID), check("client host", m.ClientHost))
+		if m.InstanceID != nil {
+			errs = append(errs, check("group instance id", *m.InstanceID))
+		}
+		for _, p := range m.Protocols {
+			errs = append(errs, check("protocol name", p.Name))
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeGroupMetadata reads the fields of a RecordGroupMetadata after its
+// group id. Counts are checked against the bytes left before anything is
+// allocated for them.
+func decodeGroupMetadata(kr *kbin.Reader, r *Record) error {
+	r.Generation = kr.Int32()
+	r.ProtocolType = kr.String()
+	r.Protocol = kr.String()
+	r.Leader = kr.String()
+	n := kr.ArrayLen()
+	if n < 0 || int(n) > len(kr.Src)/minMemberBytes {
+		return fmt.Errorf("%w: %d members in %d bytes", ErrCorruptRecord, n, len(kr.Src))
+	}
+	if n > 0 {
+		r.Members = make([]MemberRecord, 0, n)
+	}
+	for range n {
+		m := MemberRecord{
+			ID:               kr.String(),
+			InstanceID:       kr.NullableString(),
+			ClientID:         kr.String(),
+			ClientHost:       kr.String(),
+			SessionTimeout:   kr.Int32(),
+			RebalanceTimeout: kr.Int32(),
+		}
+		np := kr.ArrayLen()
+		if np < 0 || int(np) > len(kr.Src)/minProtocolBytes {
+			return fmt.Errorf("%w: %d protocols in %d bytes", ErrCorruptRecord, np, len(kr.Src))
+		}
+		if np > 0 {
+			m.Protocols = make([]MemberProtocol, 0, np)
+		}
+		for range np {
+			m.Protocols = append(m.Protocols, MemberProtocol{Name: kr.String(), Metadata: slices.Clone(kr.Bytes())})
+		}
+		m.Assignment = slices.Clone(kr.Bytes())
+		if !kr.Ok() {
+			return fmt.Errorf("%w: bad group metadata", ErrCorruptRecord)
+		}
+		r.Members = append(r.Members, m)
+	}
+	return nil
 }
 
 // Store is the durable log of group records: one append-only file under

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func TestStoreReopen(t *testing.T) {
 		t.Fatalf("reopened %d records, want %d", len(got), len(want))
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Fatalf("record %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -118,7 +119,7 @@ func TestStoreTornTail(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Close()
-			if len(got) != len(recs) || got[len(got)-1] != extra {
+			if len(got) != len(recs) || !reflect.DeepEqual(got[len(got)-1], extra) {
 				t.Fatalf("cut %d flip %v: append after recovery not read back (%d records)", cut, flip, len(got))
 			}
 		}
@@ -244,7 +245,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("a decoded record cannot be encoded again: %v", err)
 		}
 		r2, _, err := DecodeRecord(b2)
-		if err != nil || r2 != r {
+		if err != nil || !reflect.DeepEqual(r2, r) {
 			t.Fatalf("round trip: %+v -> %+v, %v", r, r2, err)
 		}
 		c, _ := NewRawCoordinator(Config{})
@@ -337,7 +338,7 @@ func TestAppendRecordRefusesUnstorableRecords(t *testing.T) {
 	}
 	// Strings at the limit are stored and read back.
 	b := appendRecord(t, nil, bad[5])
-	if r, _, err := DecodeRecord(b); err != nil || r != bad[5] {
+	if r, _, err := DecodeRecord(b); err != nil || !reflect.DeepEqual(r, bad[5]) {
 		t.Fatalf("record with strings at the limit: %v", err)
 	}
 
@@ -366,7 +367,7 @@ func TestAppendRecordRefusesUnstorableRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if len(got) != 1 || got[0] != later {
+	if len(got) != 1 || !reflect.DeepEqual(got[0], later) {
 		t.Fatalf("records after reopen: %+v, want only %+v", got, later)
 	}
 }
@@ -439,7 +440,7 @@ func TestOpenStoreKeepsRecordsAfterACorruptOne(t *testing.T) {
 				t.Fatalf("%d records back, want %d: %+v", len(got), len(want), got)
 			}
 			for i := range want {
-				if got[i] != want[i] {
+				if !reflect.DeepEqual(got[i], want[i]) {
 					t.Fatalf("record %d: %+v, want %+v", i, got[i], want[i])
 				}
 			}
@@ -770,7 +771,7 @@ func TestStoreFailedAppendIsCutOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0] != recs[0] || got[1] != recs[1] {
+	if len(got) != 2 || !reflect.DeepEqual(got[0], recs[0]) || !reflect.DeepEqual(got[1], recs[1]) {
 		t.Fatalf("records after reopen: %+v, want only the 2 written before the failure", got)
 	}
 }
