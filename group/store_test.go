@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -32,7 +33,32 @@ func sampleRecords() []Record {
 		{Kind: RecordOffsetDeleted, Group: "g", Topic: "t", Partition: 2},
 		{Kind: RecordOffset, Group: "h", Topic: "u", Partition: 0, Offset: 1, CommitTime: 1},
 		{Kind: RecordGroupDeleted, Group: "h"},
+		{Kind: RecordGroupMetadata, Group: "e", Generation: 4, ProtocolType: "consumer"},
+		{Kind: RecordGroupMetadata, Group: "g", Generation: 3, ProtocolType: "consumer", Protocol: "cooperative-sticky", Leader: "a-1",
+			Members: []MemberRecord{
+				{ID: "a-1", ClientID: "a", ClientHost: "/10.0.0.1", SessionTimeout: 45000, RebalanceTimeout: 60000,
+					Protocols:  []MemberProtocol{{Name: "cooperative-sticky", Metadata: []byte{0, 1, 2}}, {Name: "range", Metadata: []byte{}}},
+					Assignment: []byte{9, 9}},
+				{ID: "b-2", InstanceID: strPtr("b"), ClientID: "b", ClientHost: "/10.0.0.2", SessionTimeout: 10000, RebalanceTimeout: 10000,
+					Protocols: []MemberProtocol{{Name: "cooperative-sticky", Metadata: []byte{3}}}, Assignment: []byte{}},
+			}},
 	}
+}
+
+// metadataFrame frames a RecordGroupMetadata payload for group "g" whose
+// member count is n and that ends after it: the decoder must refuse the
+// count before it allocates.
+func metadataFrame(n int32) []byte {
+	p := []byte{recordVersion, byte(RecordGroupMetadata)}
+	p = kbin.AppendString(p, "g")
+	p = kbin.AppendInt32(p, 1)
+	p = kbin.AppendString(p, "consumer")
+	p = kbin.AppendString(p, "range")
+	p = kbin.AppendString(p, "")
+	p = kbin.AppendInt32(p, n)
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(p, crcTable))
+	return append(b, p...)
 }
 
 func TestStoreReopen(t *testing.T) {
@@ -227,6 +253,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0, 0, 0, 2, 0, 0, 0, 0, 0, 9})
+	f.Add(metadataFrame(math.MaxInt32))
+	f.Add(metadataFrame(-1))
+	f.Add(metadataFrame(1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, n, err := DecodeRecord(b)
 		if err != nil {
@@ -773,5 +802,18 @@ func TestStoreFailedAppendIsCutOff(t *testing.T) {
 	}
 	if len(got) != 2 || !reflect.DeepEqual(got[0], recs[0]) || !reflect.DeepEqual(got[1], recs[1]) {
 		t.Fatalf("records after reopen: %+v, want only the 2 written before the failure", got)
+	}
+}
+
+// TestDecodeRecordRefusesBadMemberCounts: a metadata record's member count
+// is checked against its bytes.
+func TestDecodeRecordRefusesBadMemberCounts(t *testing.T) {
+	for _, n := range []int32{math.MaxInt32, -1, 1, 1 << 20} {
+		if _, _, err := DecodeRecord(metadataFrame(n)); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("%d members in an empty tail: %v, want ErrCorruptRecord", n, err)
+		}
+	}
+	if r, _, err := DecodeRecord(metadataFrame(0)); err != nil || r.Kind != RecordGroupMetadata || len(r.Members) != 0 {
+		t.Errorf("no members: %+v, %v", r, err)
 	}
 }
