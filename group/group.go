@@ -517,6 +517,9 @@ func (c *RawCoordinator) replaceStaticMember(now time.Time, g *Group, oldID, new
 		g.leader = newID
 	}
 	m.heartbeatDeadline = now.Add(spec.session)
+	if g.state != Stable {
+		c.renameInMetadata(g, oldID, newID)
+	}
 	oldProtocol := g.protocol
 	c.updateMember(g, m, spec, w)
 	switch g.state {
@@ -537,6 +540,7 @@ func (c *RawCoordinator) replaceStaticMember(now time.Time, g *Group, oldID, new
 			c.refuseStable(now, g, r)
 			return
 		}
+		c.renameInMetadata(g, oldID, newID)
 		c.maybePrepareRebalance(now, g)
 	case CompletingRebalance:
 		c.prepareRebalance(now, g)

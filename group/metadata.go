@@ -155,3 +155,32 @@ func (c *RawCoordinator) finishRestore(now time.Time, g *Group) {
 	g.transition(now, Stable)
 	c.schedule(g)
 }
+
+// renameInMetadata persists that a static member of the last persisted
+// Stable generation now has member id newID (the instance restarted during
+// a rebalance). Without it, a restart before the rebalance completes would
+// restore the old id, and the instance's new id would be fenced
+// (FENCED_INSTANCE_ID, fatal in clients).
+func (c *RawCoordinator) renameInMetadata(g *Group, oldID, newID string) {
+	if g.meta == nil || !slices.ContainsFunc(g.meta.Members, func(m MemberRecord) bool { return m.ID == oldID }) {
+		return
+	}
+	r := *g.meta
+	r.Members = slices.Clone(r.Members)
+	for i := range r.Members {
+		if r.Members[i].ID == oldID {
+			r.Members[i].ID = newID
+		}
+	}
+	if r.Leader == oldID {
+		r.Leader = newID
+	}
+	prev, rec := g.meta, &r
+	g.meta = rec
+	c.persist(r)
+	c.onRefused(func() {
+		if g.meta == rec {
+			g.meta = prev
+		}
+	})
+}

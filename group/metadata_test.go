@@ -303,3 +303,35 @@ func TestFailedMetadataWrite(t *testing.T) {
 		t.Fatalf("group is %v after a refused static takeover, want PreparingRebalance", got)
 	}
 }
+
+// TestStaticTakeoverDuringRebalanceSurvivesRestart: a static member that
+// takes over its place under a new id while the group rebalances is not
+// fenced after a restart that restores the last Stable generation.
+func TestStaticTakeoverDuringRebalanceSurvivesRestart(t *testing.T) {
+	h := newHarness(t, nil)
+	inst := strPtr("instance-1")
+	j := h.send(joinReq("g", "", inst))
+	h.advance(time.Second)
+	jr := joinResp(t, j)
+	old, gen := jr.MemberID, jr.Generation
+	s := syncReq("g", old, gen, map[string]string{old: "a"})
+	s.InstanceID = inst
+	wantCode(t, "sync", h.send(s), nil)
+	h.joinNew("g") // a new member: the group rebalances
+	if got := h.state("g"); got != PreparingRebalance {
+		t.Fatalf("group is %v, want PreparingRebalance", got)
+	}
+	h.send(joinReq("g", "", inst)) // the instance restarts meanwhile
+	newID := h.c.groups["g"].static[*inst]
+	if newID == old {
+		t.Fatal("the static member kept its id")
+	}
+
+	r := h.restart(nil)
+	if got := r.state("g"); got != Stable {
+		t.Fatalf("group is %v, want Stable", got)
+	}
+	hb := heartbeatReq("g", newID, gen)
+	hb.InstanceID = inst
+	wantCode(t, "heartbeat of the new incarnation", r.send(hb), nil)
+}
