@@ -355,7 +355,8 @@ func (c *Coordinator) flush() {
 		c.storeFailed = true
 		c.logger.Error("weir: group store write failed; until the broker restarts, every offset commit, "+
 			"offset or group deletion and group creation is refused with COORDINATOR_NOT_AVAILABLE, "+
-			"and committed offsets stay as they were on disk", "err", err)
+			"no rebalance can complete (its SyncGroup is refused the same way), "+
+			"and committed offsets and group members stay as they were on disk", "err", err)
 	}
 	c.raw.Deliver(rd, err)
 	if err == nil && !c.stopping() && c.store.NeedsRewrite() {

@@ -213,8 +213,12 @@ func (c *RawCoordinator) Ready() Ready {
 // disk does not hold is served: commits, OffsetDelete and DeleteGroups
 // are answered COORDINATOR_NOT_AVAILABLE (retriable: clients look the
 // coordinator up again and retry), CreateGroup and DeleteTopics get it as
-// their error. Group generations and DeleteTopics' and retention's offset
-// deletions stay in memory. (A write error of the Store is sticky: every
+// their error. A generation that became Stable, or a static member's
+// takeover in a Stable group, whose metadata record was refused is not
+// rolled back: its SyncGroup (or JoinGroup) answers get
+// COORDINATOR_NOT_AVAILABLE and the group rebalances (refuseStable).
+// Group generations and DeleteTopics' and retention's offset deletions
+// stay in memory. (A write error of the Store is sticky: every
 // later batch is refused too, until a restart.)
 //
 // The owner calls Deliver for each Ready before it steps c again.
