@@ -452,8 +452,8 @@ func (c *RawCoordinator) addMemberAndRebalance(now time.Time, g *Group, id strin
 	if g.state == PreparingRebalance && g.initialDelay {
 		// Kafka extends the initial delay only for generation 0; weir
 		// extends it for any rebalance that started from Empty, so that a
-		// fleet restarting after a broker restart (groups come back Empty
-		// with their generation) also rebalances once.
+		// whole fleet restarting after its group became Empty (which keeps
+		// its generation) also rebalances once.
 		g.newMemberAdded = true
 	}
 	if len(g.members) == 0 {
