@@ -428,8 +428,11 @@ func (c *RawCoordinator) sortedGroupNames() []string {
 func (c *RawCoordinator) persistGroup(g *Group) { c.persist(groupRecord(g)) }
 
 // groupRecord describes g. EmptySince keeps offset retention counting
-// across restarts: a group restored after a restart is Empty, but it has
-// been empty only since then if it had members before.
+// across restarts: a group restored Empty (one that was Empty, or had
+// members that were not persisted) has been empty only since the restart
+// unless the record says since when. Generation is the highest the group
+// has had, also when a generation restored as Stable is older than one an
+// interrupted rebalance had started.
 func groupRecord(g *Group) Record {
 	r := Record{
 		Kind: RecordGroup, Group: g.name, Generation: max(g.generation, g.persistedGeneration),
