@@ -335,3 +335,33 @@ func TestStaticTakeoverDuringRebalanceSurvivesRestart(t *testing.T) {
 	hb.InstanceID = inst
 	wantCode(t, "heartbeat of the new incarnation", r.send(hb), nil)
 }
+
+// TestMetadataTooLargeIsWrittenWithoutMembers: a group whose members do not
+// fit in one record (1 MiB) is still served; its record has no members,
+// so after a restart it comes back Empty and its members rejoin.
+func TestMetadataTooLargeIsWrittenWithoutMembers(t *testing.T) {
+	h := newHarness(t, nil)
+	a, ja := h.joinNew("g")
+	b, jb := h.joinNew("g")
+	h.advance(time.Second)
+	gen := joinResp(t, ja).Generation
+	leader := joinResp(t, ja).LeaderID
+	joinResp(t, jb)
+	big := string(make([]byte, 700<<10))
+	follower := a
+	if leader == a {
+		follower = b
+	}
+	fs := h.send(syncReq("g", follower, gen, nil))
+	wantCode(t, "leader's sync", h.send(syncReq("g", leader, gen, map[string]string{a: big, b: big})), nil)
+	if got := syncAssignment(t, fs); len(got) != len(big) {
+		t.Fatalf("follower's assignment is %d bytes, want %d", len(got), len(big))
+	}
+	if meta := lastMetadata(t, h.records, "g"); meta.Generation != gen || len(meta.Members) != 0 {
+		t.Fatalf("metadata of a too large group: generation %d, %d members; want %d, none", meta.Generation, len(meta.Members), gen)
+	}
+	r := h.restart(nil)
+	if got := r.state("g"); got != Empty {
+		t.Fatalf("restored group is %v, want Empty", got)
+	}
+}
