@@ -119,13 +119,7 @@ func TestRestoredMembersExpire(t *testing.T) {
 func TestStaticMemberMappingSurvivesRestart(t *testing.T) {
 	h := newHarness(t, nil)
 	inst := strPtr("instance-1")
-	j := h.send(joinReq("g", "", inst))
-	h.advance(time.Second)
-	jr := joinResp(t, j)
-	old, gen := jr.MemberID, jr.Generation
-	s := syncReq("g", old, gen, map[string]string{old: "a"})
-	s.InstanceID = inst
-	wantCode(t, "sync", h.send(s), nil)
+	old, gen, s := staticStable(t, h, "g", inst)
 
 	r := h.restart(nil)
 	hb := heartbeatReq("g", old, gen)
@@ -133,7 +127,7 @@ func TestStaticMemberMappingSurvivesRestart(t *testing.T) {
 	wantCode(t, "static heartbeat after restart", r.send(hb), nil)
 
 	// The instance restarts too: it takes its place under a new id.
-	jr = joinResp(t, r.send(joinReq("g", "", inst)))
+	jr := joinResp(t, r.send(joinReq("g", "", inst)))
 	if jr.ErrorCode != 0 || jr.MemberID == old || jr.Generation != gen {
 		t.Fatalf("static rejoin: %+v", jr)
 	}
@@ -310,13 +304,7 @@ func TestFailedMetadataWrite(t *testing.T) {
 func TestStaticTakeoverDuringRebalanceSurvivesRestart(t *testing.T) {
 	h := newHarness(t, nil)
 	inst := strPtr("instance-1")
-	j := h.send(joinReq("g", "", inst))
-	h.advance(time.Second)
-	jr := joinResp(t, j)
-	old, gen := jr.MemberID, jr.Generation
-	s := syncReq("g", old, gen, map[string]string{old: "a"})
-	s.InstanceID = inst
-	wantCode(t, "sync", h.send(s), nil)
+	old, gen, _ := staticStable(t, h, "g", inst)
 	h.joinNew("g") // a new member: the group rebalances
 	if got := h.state("g"); got != PreparingRebalance {
 		t.Fatalf("group is %v, want PreparingRebalance", got)
@@ -364,4 +352,18 @@ func TestMetadataTooLargeIsWrittenWithoutMembers(t *testing.T) {
 	if got := r.state("g"); got != Empty {
 		t.Fatalf("restored group is %v, want Empty", got)
 	}
+}
+
+// staticStable makes group a Stable group of one static member, instance
+// inst, and returns its member id, generation and its SyncGroup request.
+func staticStable(t *testing.T, h *harness, group string, inst *string) (string, int32, *kmsg.SyncGroupRequest) {
+	t.Helper()
+	j := h.send(joinReq(group, "", inst))
+	h.advance(time.Second)
+	jr := joinResp(t, j)
+	id, gen := jr.MemberID, jr.Generation
+	s := syncReq(group, id, gen, map[string]string{id: "a"})
+	s.InstanceID = inst
+	wantCode(t, "sync", h.send(s), nil)
+	return id, gen, s
 }
