@@ -150,24 +150,8 @@ func (c Config) withDefaults() Config {
 	if c.FS == nil {
 		c.FS = storage.OSFS{}
 	}
-	if c.GroupInitialRebalanceDelay == 0 {
-		c.GroupInitialRebalanceDelay = group.DefaultInitialRebalanceDelay
-	}
-	if c.OffsetsRetention == 0 {
-		c.OffsetsRetention = group.DefaultOffsetsRetention
-	}
-	if c.GroupMaxSize == 0 {
-		c.GroupMaxSize = group.DefaultMaxGroupSize
-	}
-	if c.MaxGroups == 0 {
-		c.MaxGroups = group.DefaultMaxGroups
-	}
-	if c.GroupMinSessionTimeout == 0 {
-		c.GroupMinSessionTimeout = group.DefaultMinSessionTimeout
-	}
-	if c.GroupMaxSessionTimeout == 0 {
-		c.GroupMaxSessionTimeout = group.DefaultMaxSessionTimeout
-	}
+	// The group fields keep their zero values: group.Config defaults them
+	// (groupConfig passes them on as they are).
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
