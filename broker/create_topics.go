@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/weirhq/weir/internal/topicname"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -45,7 +46,7 @@ func (b *Broker) createTopic(req *kmsg.CreateTopicsRequest, rt *kmsg.CreateTopic
 		st.ErrorCode = code
 		st.ErrorMessage = &msg
 	}
-	if !validTopicName(rt.Topic) {
+	if !topicname.Valid(rt.Topic) {
 		fail(kerr.InvalidTopicException.Code, fmt.Sprintf("invalid topic name %q", rt.Topic))
 		return
 	}

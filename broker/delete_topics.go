@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"github.com/weirhq/weir/internal/topicname"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -55,7 +56,7 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *header, req *kmsg.De
 			b.logger.Info("weir: deleted topic", "topic", name)
 			b.metrics.forgetTopic(name)
 			deleted = append(deleted, name)
-		} else if !validTopicName(name) {
+		} else if !topicname.Valid(name) {
 			err = storage.ErrInvalidTopic
 		}
 		st.ErrorCode = errorCode(err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weirhq/weir/internal/topicname"
 	"log/slog"
 	"maps"
 	"math"
@@ -301,7 +302,7 @@ func isQuotaKey(name string) bool {
 		return true
 	}
 	topic, ok := strings.CutPrefix(name, keyTopicUnitsPrefix)
-	return ok && validTopicName(topic)
+	return ok && topicname.Valid(topic)
 }
 
 // quotaConfig applies overrides to the static config.
@@ -331,7 +332,7 @@ func quotaConfig(static quota.Config, overrides map[string]string) (quota.Config
 			c.QuietPeriod, err = parseMillis(k, v)
 		default:
 			topic, ok := strings.CutPrefix(k, keyTopicUnitsPrefix)
-			if !ok || !validTopicName(topic) {
+			if !ok || !topicname.Valid(topic) {
 				return c, fmt.Errorf("%w: unknown broker config %q", errQuotaConfig, k)
 			}
 			var u int

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"github.com/weirhq/weir/internal/topicname"
 
 	"github.com/weirhq/weir/storage"
 )
@@ -12,7 +13,7 @@ func (b *Broker) topic(name string, create bool) (*storage.Topic, error) {
 	if t, ok := b.log.Topic(name); ok {
 		return t, nil
 	}
-	if !validTopicName(name) {
+	if !topicname.Valid(name) {
 		return nil, storage.ErrInvalidTopic
 	}
 	if !create || b.cfg.DisableAutoCreateTopics {
@@ -56,23 +57,6 @@ func (b *Broker) topicByID(id [16]byte) (*storage.Topic, bool) {
 		}
 	}
 	return nil, false
-}
-
-// validTopicName applies Kafka's rules: 1 to 249 characters of
-// [a-zA-Z0-9._-], and not "." or "..".
-func validTopicName(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // replicas is the replica (and ISR) list of every partition: this node.

@@ -21,6 +21,7 @@ package quota
 import (
 	"errors"
 	"fmt"
+	"github.com/weirhq/weir/internal/topicname"
 	"time"
 )
 
@@ -123,7 +124,7 @@ func (c Config) Validate() error {
 		return invalid("at most %d topics can have a throughput-unit cap, not %d", MaxTopicCaps, len(c.TopicUnits))
 	}
 	for topic, u := range c.TopicUnits {
-		if !validTopicName(topic) {
+		if !topicname.Valid(topic) {
 			return invalid("throughput-unit cap for %q: not a valid topic name", topic)
 		}
 		if u < 0 || u > MaxUnits {
@@ -131,21 +132,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-// validTopicName is Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
-func validTopicName(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (c Config) withDefaults() Config {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weirhq/weir/internal/topicname"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -193,16 +194,14 @@ func (l *Log) loadTopics(clean bool) error {
 	return nil
 }
 
-// validateTopicName applies Kafka's rules.
+// validateTopicName applies Kafka's rules (topicname.Valid), saying what is
+// wrong.
 func validateTopicName(name string) error {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
+	if i := topicname.BadChar(name); i >= 0 {
+		return fmt.Errorf("%w: %q has character %q", ErrInvalidTopic, name, name[i])
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q has character %q", ErrInvalidTopic, name, c)
-		}
+	if !topicname.Valid(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
 	}
 	return nil
 }
