@@ -22,14 +22,13 @@ var bufPools [maxPoolShift + 1]sync.Pool
 // getBuf returns a buffer of length n, from the pool when n is in the
 // pooled range. Its contents are not zeroed.
 func getBuf(n int) []byte {
-	c := sizeClass(n)
-	if c < 0 {
-		return make([]byte, n)
+	if b := pooledBuf(n); b != nil {
+		return b
 	}
-	if b := getPooled(c); b != nil {
-		return b[:n]
+	if c := sizeClass(n); c >= 0 {
+		return make([]byte, n, 1<<c) // a pooled size, for putBuf
 	}
-	return make([]byte, n, 1<<c)
+	return make([]byte, n)
 }
 
 // pooledBuf returns a pooled buffer of length n if one is free, or nil

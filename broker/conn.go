@@ -222,9 +222,11 @@ func (c *conn) tlsHandshake(tc *tls.Conn) bool {
 // prefix alone cannot make the broker allocate MaxRequestBytes.
 func readFrame(r io.Reader, n int) ([]byte, error) {
 	const chunk = 1 << 20
-	frame := pooledBuf(n)
-	if frame == nil && n <= chunk {
+	var frame []byte
+	if n <= chunk {
 		frame = getBuf(n)
+	} else {
+		frame = pooledBuf(n)
 	}
 	if frame != nil {
 		_, err := io.ReadFull(r, frame)
