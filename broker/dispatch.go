@@ -133,6 +133,11 @@ func (b *Broker) handleFrame(ctx context.Context, frame []byte) (pending, error)
 	if err != nil {
 		return pending{}, err
 	}
+	return b.handleRequest(ctx, h, body)
+}
+
+// handleRequest is handleFrame once the header is parsed.
+func (b *Broker) handleRequest(ctx context.Context, h header, body []byte) (pending, error) {
 	a, ok := apiTable[h.key]
 	if !ok {
 		return pending{}, &frameError{Reason: "unknown api key", Key: h.key, Ver: h.version}

@@ -177,7 +177,7 @@ func (c *conn) handleLoginFrame(frame []byte) (p pending, closeAfter bool, err e
 	switch {
 	case h.key == apiKeySaslHandshake || h.key == apiKeySaslAuthenticate:
 	case c.login.step == loggedIn || h.key == apiKeyApiVersions:
-		p, err := c.b.handleFrame(c.ctx, frame)
+		p, err := c.b.handleRequest(c.ctx, h, body)
 		return p, false, err
 	default:
 		return pending{}, false, &frameError{Reason: "request before SASL authentication", Key: h.key, Ver: h.version}
