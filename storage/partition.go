@@ -367,21 +367,9 @@ func (p *Partition) flush() {
 // *WriteError, or ctx.Err().
 func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	for {
-		p.mu.Lock()
-		werr, state, hw := p.mu.werr, p.mu.state, p.mu.hw
-		var ch <-chan struct{}
-		if werr == nil && p.log.opts.Sync == SyncAlways && hw <= offset && state == nil {
-			ch = p.changedLocked() // about to wait
-		}
-		p.mu.Unlock()
-		if werr != nil {
-			return werr
-		}
-		if p.log.opts.Sync != SyncAlways || hw > offset {
-			return nil
-		}
-		if state != nil {
-			return state
+		ch, err, done := p.durableOrWait(offset)
+		if done {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -389,6 +377,23 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 		case <-ch:
 		}
 	}
+}
+
+// durableOrWait takes p.mu and tells WaitDurable whether it is done (with
+// the sticky write error, the partition's state, or nil once offset is
+// durable) or else which channel to wait on.
+func (p *Partition) durableOrWait(offset int64) (ch <-chan struct{}, err error, done bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.mu.werr != nil:
+		return nil, p.mu.werr, true
+	case p.log.opts.Sync != SyncAlways || p.mu.hw > offset:
+		return nil, nil, true
+	case p.mu.state != nil:
+		return nil, p.mu.state, true
+	}
+	return p.changedLocked(), nil, false // about to wait
 }
 
 // Read returns whole batches starting with the one that contains offset, up
