@@ -416,14 +416,7 @@ func (c *RawCoordinator) makeRoom(now time.Time) bool {
 	return len(c.groups) < c.cfg.MaxGroups
 }
 
-func (c *RawCoordinator) sortedGroupNames() []string {
-	names := make([]string, 0, len(c.groups))
-	for n := range c.groups {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (c *RawCoordinator) sortedGroupNames() []string { return slices.Sorted(maps.Keys(c.groups)) }
 
 func (c *RawCoordinator) persistGroup(g *Group) { c.persist(groupRecord(g)) }
 
@@ -552,12 +545,19 @@ func (c *RawCoordinator) DeleteMissingPartitions() (int, []string) {
 	if c.cfg.PartitionExists == nil {
 		return 0, nil
 	}
+	return c.deleteOffsetsIf(func(tp topicPartition) bool { return !c.cfg.PartitionExists(tp.topic, tp.partition) })
+}
+
+// deleteOffsetsIf deletes (persisting each deletion, not rolled back if the
+// write fails) every group's committed offsets that drop says, in group and
+// partition order, and returns how many and of which topics.
+func (c *RawCoordinator) deleteOffsetsIf(drop func(topicPartition) bool) (int, []string) {
 	n := 0
 	gone := map[string]bool{}
 	for _, name := range c.sortedGroupNames() {
 		g := c.groups[name]
 		for _, tp := range g.sortedOffsets() {
-			if !c.cfg.PartitionExists(tp.topic, tp.partition) {
+			if drop(tp) {
 				c.deleteOffset(g, tp)
 				gone[tp.topic] = true
 				n++

@@ -142,18 +142,10 @@ func (c *RawCoordinator) DeleteTopics(topics []string, done func(error)) {
 	for _, t := range topics {
 		gone[t] = true
 	}
-	for _, name := range c.sortedGroupNames() {
-		g := c.groups[name]
-		for _, tp := range g.sortedOffsets() {
-			if gone[tp.topic] {
-				// Not rolled back if the write fails: the topics are gone
-				// either way, and a topic created again under the same name
-				// must not get these offsets (Open deletes those left on
-				// disk at the next start).
-				c.deleteOffset(g, tp)
-			}
-		}
-	}
+	// Not rolled back if the write fails: the topics are gone either way,
+	// and a topic created again under the same name must not get these
+	// offsets (Open deletes those left on disk at the next start).
+	c.deleteOffsetsIf(func(tp topicPartition) bool { return gone[tp.topic] })
 	c.replyDurable(done)
 }
 
