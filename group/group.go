@@ -497,14 +497,7 @@ func (c *RawCoordinator) replaceStaticMember(now time.Time, g *Group, oldID, new
 		return
 	}
 	oldLeader := g.leader
-	if m.join != nil {
-		c.reply(m.join.done, joinResponse(m.join.version, kerr.FencedInstanceID.Code))
-		m.join = nil
-	}
-	if m.sync != nil {
-		c.reply(m.sync.done, syncResponse(m.sync.version, kerr.FencedInstanceID.Code))
-		m.sync = nil
-	}
+	c.failWaiting(m, kerr.FencedInstanceID.Code)
 	delete(g.members, oldID)
 	if _, ok := g.pendingSync[oldID]; ok {
 		delete(g.pendingSync, oldID)
@@ -667,16 +660,22 @@ func (c *RawCoordinator) electJoinedLeader(g *Group) bool {
 	return false
 }
 
-// removeMember takes m out of g, answering its waiting requests.
-func (c *RawCoordinator) removeMember(g *Group, m *Member) {
+// failWaiting answers m's waiting JoinGroup and SyncGroup, if any, with
+// code.
+func (c *RawCoordinator) failWaiting(m *Member, code int16) {
 	if m.join != nil {
-		c.reply(m.join.done, joinResponse(m.join.version, kerr.UnknownMemberID.Code))
+		c.reply(m.join.done, joinResponse(m.join.version, code))
 		m.join = nil
 	}
 	if m.sync != nil {
-		c.reply(m.sync.done, syncResponse(m.sync.version, kerr.UnknownMemberID.Code))
+		c.reply(m.sync.done, syncResponse(m.sync.version, code))
 		m.sync = nil
 	}
+}
+
+// removeMember takes m out of g, answering its waiting requests.
+func (c *RawCoordinator) removeMember(g *Group, m *Member) {
+	c.failWaiting(m, kerr.UnknownMemberID.Code)
 	delete(g.members, m.id)
 	delete(g.pendingSync, m.id)
 	if m.instanceID != nil && g.static[*m.instanceID] == m.id {

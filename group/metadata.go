@@ -31,15 +31,7 @@ func (c *RawCoordinator) persistMetadata(g *Group) {
 		}
 		r.Members = nil
 	}
-	prev := g.meta
-	rec := &r
-	g.meta = rec
-	c.persist(r)
-	c.onRefused(func() {
-		if g.meta == rec {
-			g.meta = prev
-		}
-	})
+	c.setMeta(g, r)
 }
 
 // metadataRecord describes g's generation and members.
@@ -175,6 +167,12 @@ func (c *RawCoordinator) renameInMetadata(g *Group, oldID, newID string) {
 	if r.Leader == oldID {
 		r.Leader = newID
 	}
+	c.setMeta(g, r)
+}
+
+// setMeta makes r g's last metadata record and persists it; a refused
+// write puts the previous one back.
+func (c *RawCoordinator) setMeta(g *Group, r Record) {
 	prev, rec := g.meta, &r
 	g.meta = rec
 	c.persist(r)
