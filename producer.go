@@ -267,11 +267,15 @@ func (p *Producer) SendBatch(ctx context.Context, events []Event) ([]Result, err
 	// Before admit waits for buffer room, what this call holds must go to
 	// kgo, else the room it waits for may be its own. Those records wait
 	// for Linger; the rest go at once, below.
-	handOver := func() {
-		for _, h := range held {
-			p.cl.TryProduce(p.life, h.rec, p.batchPromise(w, h.i))
+	// One event is never held when admit waits: no closure to build then.
+	var handOver func()
+	if len(events) > 1 {
+		handOver = func() {
+			for _, h := range held {
+				p.cl.TryProduce(p.life, h.rec, p.batchPromise(w, h.i))
+			}
+			held = held[:0]
 		}
-		held = held[:0]
 	}
 	for i := range events {
 		rec, err := p.admit(ctx, events[i], handOver)
@@ -427,7 +431,7 @@ func (p *Producer) SendAsync(ctx context.Context, ev Event, done func(Result)) {
 // admit waits for room.
 func (p *Producer) admit(ctx context.Context, ev Event, beforeWait func()) (*kgo.Record, error) {
 	p.stats.sent.Add(1)
-	rec, err := p.record(ev)
+	rec, size, err := p.record(ev)
 	if err == nil && ctx.Err() != nil {
 		err = p.notSent(ctx)
 	}
@@ -440,7 +444,7 @@ func (p *Producer) admit(ctx context.Context, ev Event, beforeWait func()) (*kgo
 		}
 		p.mu.Unlock()
 		if err == nil {
-			if err = p.takeRoom(ctx, rec, beforeWait); err != nil {
+			if err = p.takeRoom(ctx, size, beforeWait); err != nil {
 				p.pending.Done()
 			}
 		}
@@ -452,10 +456,10 @@ func (p *Producer) admit(ctx context.Context, ev Event, beforeWait func()) (*kgo
 	return rec, nil
 }
 
-// takeRoom takes buffer room for rec: at once, or, unless NonBlocking,
-// once there is room, if that is before ctx ends or the producer closes.
-func (p *Producer) takeRoom(ctx context.Context, rec *kgo.Record, beforeWait func()) error {
-	size := recordSize(rec)
+// takeRoom takes size bytes of buffer room (recordSize of the record): at
+// once, or, unless NonBlocking, once there is room, if that is before ctx
+// ends or the producer closes.
+func (p *Producer) takeRoom(ctx context.Context, size int64, beforeWait func()) error {
 	if p.room.tryTake(size) {
 		return nil
 	}
@@ -494,36 +498,39 @@ func (p *Producer) stoppedWaiting(ctx context.Context) error {
 // (Kafka's v2 record batch header, plus the largest varints of one record).
 const recordOverhead = 61 + 5 + 1 + 10 + 5 + 5 + 5 + 5
 
-func (p *Producer) record(ev Event) (*kgo.Record, error) {
+// record turns ev into a record, checked against the topic's and the
+// buffer's size limits, and returns it with its recordSize.
+func (p *Producer) record(ev Event) (*kgo.Record, int64, error) {
 	rec := &kgo.Record{Key: ev.Key, Value: ev.Value, Timestamp: ev.Timestamp, Partition: explicitPartitionNone}
 	if ev.Partition != nil {
 		n := *ev.Partition
 		switch {
 		case ev.Key != nil:
-			return nil, fmt.Errorf("%w: both Key and Partition set; choose one", ErrInvalidEvent)
+			return nil, 0, fmt.Errorf("%w: both Key and Partition set; choose one", ErrInvalidEvent)
 		case n < 0 || n >= p.partitions.Load():
-			return nil, fmt.Errorf("%w: partition %d: topic %s has partitions 0 to %d",
+			return nil, 0, fmt.Errorf("%w: partition %d: topic %s has partitions 0 to %d",
 				ErrInvalidEvent, n, p.topic, p.partitions.Load()-1)
 		}
 		rec.Partition = n
 	}
-	size := recordOverhead + len(ev.Key) + len(ev.Value)
 	if len(ev.Headers) > 0 {
 		rec.Headers = make([]kgo.RecordHeader, len(ev.Headers))
 		for i, h := range ev.Headers {
 			rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
-			size += 10 + len(h.Key) + len(h.Value)
 		}
 	}
-	if limit := int(p.maxMessageBytes.Load()); size > limit {
-		return nil, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
+	n := recordSize(rec)
+	// On the wire: the record's bytes, the batch and record overhead, and
+	// up to 10 bytes of varints per header.
+	if size, limit := recordOverhead+n+10*int64(len(ev.Headers)), int64(p.maxMessageBytes.Load()); size > limit {
+		return nil, 0, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
 			Err: fmt.Errorf("event of about %d bytes; the topic's max.message.bytes is %d", size, limit)}
 	}
-	if n, limit := recordSize(rec), p.room.maxBytes; n > limit {
-		return nil, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
+	if limit := p.room.maxBytes; n > limit {
+		return nil, 0, &Error{Kind: ErrEventTooLarge, Topic: p.topic,
 			Err: fmt.Errorf("event of %d bytes; the producer buffers at most %d (MaxBuffered)", n, limit)}
 	}
-	return rec, nil
+	return rec, n, nil
 }
 
 // result is a record's result, from kgo's promise.
