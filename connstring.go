@@ -2,14 +2,10 @@ package weir
 
 import (
 	"errors"
-	"net"
 	"strings"
 
 	"github.com/weirhq/weir/internal/connstr"
 )
-
-// eventHubsKafkaPort is the port of Event Hubs' Kafka endpoint.
-const eventHubsKafkaPort = "9093"
 
 // ConnectionStringError reports what is wrong with an Event Hubs connection
 // string. It never includes the shared access key.
@@ -55,12 +51,8 @@ func ParseConnectionString(s string) (EventHubsConnection, error) {
 		}
 		return EventHubsConnection{}, &ConnectionStringError{Reason: err.Error()}
 	}
-	port := p.Port
-	if port == "" {
-		port = eventHubsKafkaPort
-	}
 	return EventHubsConnection{
-		Broker:     net.JoinHostPort(p.Host, port),
+		Broker:     p.Broker(),
 		EntityPath: p.EntityPath,
 		raw:        strings.TrimSpace(s),
 	}, nil

@@ -249,7 +249,7 @@ func (p eventPartitioner) ForTopic(t string) kgo.TopicPartitioner {
 
 type eventTopicPartitioner struct{ inner kgo.TopicPartitioner }
 
-// explicitPartition is set in a record's Partition by Send for an event
+// explicitPartitionNone is set in a record's Partition by Send for an event
 // with no Partition; any other value is the caller's choice.
 const explicitPartitionNone = -1
 

@@ -29,14 +29,15 @@ func ReadAll(ctx context.Context, tb testing.TB, addr, topic string, opts ...kgo
 		tb.Fatalf("weirtest: read %s: %v", topic, err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
 		tb.Fatalf("weirtest: read %s: list end offsets: %v", topic, err)
 	}
-	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
 	}

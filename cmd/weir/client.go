@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -99,11 +98,7 @@ func (cf *clientFlags) kgoOpts() ([]kgo.Opt, error) {
 		}
 		user, pass, useTLS = "$ConnectionString", strings.TrimSpace(connString), true
 		if !cf.brokersSet() {
-			port := p.Port
-			if port == "" {
-				port = "9093" // Event Hubs' Kafka endpoint
-			}
-			seeds = []string{net.JoinHostPort(p.Host, port)}
+			seeds = []string{p.Broker()}
 		}
 	}
 	if len(seeds) == 0 {

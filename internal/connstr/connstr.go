@@ -9,6 +9,7 @@
 package connstr
 
 import (
+	"net"
 	"net/url"
 	"strings"
 )
@@ -37,6 +38,20 @@ type Parts struct {
 	KeyName    string // SharedAccessKeyName
 	Key        string // SharedAccessKey
 	EntityPath string // "" when the string names no event hub
+}
+
+// KafkaPort is the port of Event Hubs' Kafka endpoint, used when the
+// endpoint names none.
+const KafkaPort = "9093"
+
+// Broker is the Kafka endpoint of the string: its host, on its port or
+// KafkaPort.
+func (p Parts) Broker() string {
+	port := p.Port
+	if port == "" {
+		port = KafkaPort
+	}
+	return net.JoinHostPort(p.Host, port)
 }
 
 // Parse parses s. Keys are matched case-insensitively, as the Azure SDKs
