@@ -292,8 +292,6 @@ const (
 	keyTopicUnitsPrefix = "weir.topic.throughput.units." // followed by the topic name
 )
 
-// errQuotaConfig wraps every rejected throughput setting.
-var errQuotaConfig = quota.ErrInvalidConfig
 
 // isQuotaKey reports whether name is a writable throughput key.
 func isQuotaKey(name string) bool {
@@ -333,7 +331,7 @@ func quotaConfig(static quota.Config, overrides map[string]string) (quota.Config
 		default:
 			topic, ok := strings.CutPrefix(k, keyTopicUnitsPrefix)
 			if !ok || !topicname.Valid(topic) {
-				return c, fmt.Errorf("%w: unknown broker config %q", errQuotaConfig, k)
+				return c, fmt.Errorf("%w: unknown broker config %q", quota.ErrInvalidConfig, k)
 			}
 			var u int
 			if u, err = parseUnits(k, v); err == nil {
@@ -353,7 +351,7 @@ func quotaConfig(static quota.Config, overrides map[string]string) (quota.Config
 func parseUnits(key, v string) (int, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 || n > quota.MaxUnits {
-		return 0, fmt.Errorf("%w: %s=%q: want a whole number of throughput units from 0 to %d", errQuotaConfig, key, v, quota.MaxUnits)
+		return 0, fmt.Errorf("%w: %s=%q: want a whole number of throughput units from 0 to %d", quota.ErrInvalidConfig, key, v, quota.MaxUnits)
 	}
 	return int(n), nil
 }
@@ -365,13 +363,13 @@ func parseBool(key, v string) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("%w: %s=%q: want true or false", errQuotaConfig, key, v)
+	return false, fmt.Errorf("%w: %s=%q: want true or false", quota.ErrInvalidConfig, key, v)
 }
 
 func parseMillis(key, v string) (time.Duration, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
-		return 0, fmt.Errorf("%w: %s=%q: want milliseconds >= 0 (0 = default)", errQuotaConfig, key, v)
+		return 0, fmt.Errorf("%w: %s=%q: want milliseconds >= 0 (0 = default)", quota.ErrInvalidConfig, key, v)
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }
@@ -482,12 +480,12 @@ func (b *Broker) alterQuotaConfigs(name string, ops []kmsg.IncrementalAlterConfi
 				return kerr.InvalidConfig.Code, fmt.Errorf("%w: %s is read-only", errBrokerConfigReadOnly, op.Name)
 			}
 			return kerr.InvalidConfig.Code, fmt.Errorf("%w: unknown broker config %q (dynamic broker configs: %s, %s, %s, %s, %s, %s, %s<topic>)",
-				errQuotaConfig, op.Name, keyUnits, keyAutoInflate, keyAutoInflateMax, keyAutoInflateWin, keyScaleDown, keyQuietPeriod, keyTopicUnitsPrefix)
+				quota.ErrInvalidConfig, op.Name, keyUnits, keyAutoInflate, keyAutoInflateMax, keyAutoInflateWin, keyScaleDown, keyQuietPeriod, keyTopicUnitsPrefix)
 		}
 		switch op.Op {
 		case kmsg.IncrementalAlterConfigOpSet:
 			if op.Value == nil {
-				return kerr.InvalidConfig.Code, fmt.Errorf("%w: %s: null value", errQuotaConfig, op.Name)
+				return kerr.InvalidConfig.Code, fmt.Errorf("%w: %s: null value", quota.ErrInvalidConfig, op.Name)
 			}
 			set[op.Name] = *op.Value
 			del = slices.DeleteFunc(del, func(k string) bool { return k == op.Name })
