@@ -267,7 +267,7 @@ func (c *RawCoordinator) fetchGroup(name string, topics []fetchTopic) (int16, []
 // offsetDelete is Kafka's handleDeleteOffsets (KIP-496): offsets of an
 // empty group can be deleted; a group with members keeps the offsets of
 // topics it is subscribed to (GROUP_SUBSCRIBED_TO_TOPIC).
-func (c *RawCoordinator) offsetDelete(now time.Time, r *kmsg.OffsetDeleteRequest, done func(kmsg.Response)) {
+func (c *RawCoordinator) offsetDelete(r *kmsg.OffsetDeleteRequest, done func(kmsg.Response)) {
 	resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	g := c.groups[r.Group]
 	switch {
@@ -377,16 +377,15 @@ func (g *Group) droppable() bool {
 }
 
 // maybeDropGroup forgets an empty group that holds nothing worth keeping.
-func (c *RawCoordinator) maybeDropGroup(g *Group) bool {
+func (c *RawCoordinator) maybeDropGroup(g *Group) {
 	if !g.droppable() {
-		return false
+		return
 	}
 	delete(c.groups, g.name)
 	g.state = Dead
 	if g.generation > 0 {
 		c.persist(Record{Kind: RecordGroupDeleted, Group: g.name})
 	}
-	return true
 }
 
 // makeRoom reports whether another group fits, dropping abandoned groups

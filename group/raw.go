@@ -94,7 +94,7 @@ func (c *RawCoordinator) Handle(now time.Time, cl Client, req kmsg.Request, done
 	case *kmsg.OffsetFetchRequest:
 		c.fetch(r, done)
 	case *kmsg.OffsetDeleteRequest:
-		c.offsetDelete(now, r, done)
+		c.offsetDelete(r, done)
 	case *kmsg.DescribeGroupsRequest:
 		c.describe(r, done)
 	case *kmsg.ListGroupsRequest:
