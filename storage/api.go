@@ -151,6 +151,8 @@ type Options struct {
 	MaxProducersPerPartition int
 	Logger                   *slog.Logger
 	Now                      func() time.Time // default time.Now
+
+	journalMaxBytes int64 // tests: checkpoint sooner (default journalMaxBytes)
 }
 
 // AppendResult describes a successful append.

@@ -5,12 +5,14 @@ import (
 	"time"
 )
 
-// maxFlushWorkers bounds how many partitions the flusher fsyncs at once.
+// maxFlushWorkers bounds how many partitions the flusher (or a journal
+// checkpoint) fsyncs at once.
 const maxFlushWorkers = 16
 
 // flusher is the Log's single group-commit point. Partitions add themselves
-// after writing; runFlusher fsyncs them (SyncAlways: at once, SyncInterval:
-// every Options.SyncInterval).
+// after writing; runFlusher makes them durable: under SyncAlways at once, by
+// one fsync of the journal (journal.go); under SyncInterval every
+// Options.SyncInterval, by an fsync of each one's active segment.
 type flusher struct {
 	mu    sync.Mutex
 	dirty []*Partition
@@ -57,7 +59,11 @@ func (l *Log) runFlusher() {
 		case <-tick:
 		}
 		batch = l.flusher.take(batch)
-		flushAll(batch)
+		if l.journal.f != nil {
+			l.commitJournal(batch)
+		} else {
+			forEach(batch, (*Partition).flush)
+		}
 		clear(batch)
 		if stopping {
 			return
@@ -65,10 +71,10 @@ func (l *Log) runFlusher() {
 	}
 }
 
-// flushAll fsyncs the partitions, a few at a time.
-func flushAll(ps []*Partition) {
+// forEach runs fn on each partition, a few at a time.
+func forEach(ps []*Partition, fn func(*Partition)) {
 	if len(ps) == 1 {
-		ps[0].flush()
+		fn(ps[0])
 		return
 	}
 	n := min(len(ps), maxFlushWorkers)
@@ -79,7 +85,7 @@ func flushAll(ps []*Partition) {
 		go func() {
 			defer wg.Done()
 			for p := range next {
-				p.flush()
+				fn(p)
 			}
 		}()
 	}

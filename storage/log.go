@@ -44,7 +44,10 @@ type Log struct {
 	}
 
 	flusher flusher
-	stop    chan struct{}
+	journal journal
+	// replay holds the journal's entries while Open opens the partitions.
+	replay map[journalKey][][]byte
+	stop   chan struct{}
 	wg      sync.WaitGroup
 }
 
@@ -92,6 +95,9 @@ func Open(opts Options) (*Log, error) {
 	if opts.MaxProducersPerPartition <= 0 {
 		opts.MaxProducersPerPartition = DefaultMaxProducersPerPartition
 	}
+	if opts.journalMaxBytes <= 0 {
+		opts.journalMaxBytes = journalMaxBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -130,7 +136,18 @@ func Open(opts Options) (*Log, error) {
 			return nil, err
 		}
 	}
-	if err := l.loadTopics(clean); err != nil {
+	l.journal.dir = filepath.Join(opts.Dir, journalDirName)
+	replay, lastSeq, err := l.readJournal(l.journal.dir)
+	if err != nil {
+		return nil, err
+	}
+	l.replay = replay
+	err = l.loadTopics(clean)
+	l.replay = nil
+	if err == nil {
+		err = l.openJournal(lastSeq)
+	}
+	if err != nil {
 		l.closeTopics(false)
 		return nil, err
 	}
@@ -453,6 +470,9 @@ func (l *Log) Close() error {
 	close(l.stop)
 	l.wg.Wait()
 	errs := l.closeTopics(true)
+	if err := l.closeJournal(errs == nil); err != nil {
+		errs = errors.Join(errs, err)
+	}
 	if errs == nil {
 		errs = l.writeCleanMarker()
 	}

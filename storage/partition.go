@@ -22,7 +22,7 @@ const logStartFile = "logstart"
 // Partition is one partition's log: segments of raw RecordBatch bytes.
 //
 // Lock order: Log.mu, then Partition.files, then Partition.mu, then
-// flusher.mu. Append holds only mu. Read, OffsetForTimestamp and the
+// flusher.mu or journal.mu. Append holds only mu. Read, OffsetForTimestamp and the
 // flusher hold files shared and take mu only to snapshot, so file IO other
 // than the append itself runs without mu. Retention, DeleteRecords, topic
 // deletion and Close hold files exclusively while they close segment files.
@@ -88,7 +88,16 @@ func openPartition(l *Log, t *Topic, id int32, clean bool) (*Partition, error) {
 		return nil, err
 	}
 	active := p.mu.segs[len(p.mu.segs)-1]
-	// Bytes that survived a crash may sit only in the page cache.
+	if entries := l.replay[journalKey{t.id, id}]; len(entries) > 0 {
+		if err := p.replayJournalLocked(entries); err != nil {
+			for _, s := range p.mu.segs {
+				s.f.Close()
+			}
+			return nil, fmt.Errorf("weir: storage: replay journal into %s/%d: %w", t.name, id, err)
+		}
+	}
+	// Bytes that survived a crash (or came from the journal) may sit only
+	// in the page cache.
 	if err := active.f.Sync(); err != nil {
 		return nil, err
 	}
@@ -283,6 +292,11 @@ func (p *Partition) Append(records []byte) (AppendResult, error) {
 	if _, err := seg.f.WriteAt(records, start); err != nil {
 		return AppendResult{}, p.failLocked("write", err)
 	}
+	if p.log.opts.Sync == SyncAlways {
+		if err := p.log.journal.add(p, records); err != nil {
+			return AppendResult{}, p.failLocked("write journal", err)
+		}
+	}
 	for pos := 0; pos < len(records); {
 		h := parseHeader(records[pos:])
 		seg.appendedLocked(h, start+int64(pos))
@@ -334,32 +348,12 @@ func (p *Partition) rollLocked(now time.Time) error {
 	return nil
 }
 
-// flush fsyncs the active segment and, under SyncAlways, advances the high
-// watermark to what was synced. Called by the flusher.
+// flush fsyncs the active segment (SyncInterval). Called by the flusher.
 func (p *Partition) flush() {
-	p.files.RLock()
-	defer p.files.RUnlock()
 	p.mu.Lock()
 	p.mu.queued = false
-	if p.usableLocked() != nil {
-		p.mu.Unlock()
-		return
-	}
-	seg := p.activeLocked()
-	end, endOff := seg.size, seg.next
 	p.mu.Unlock()
-
-	err := seg.f.Sync()
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil {
-		p.failLocked("sync", err)
-		return
-	}
-	if p.log.opts.Sync == SyncAlways && endOff > p.mu.hw && seg == p.activeLocked() {
-		p.advanceLocked(endOff, end)
-	}
+	_ = p.syncActive()
 }
 
 // WaitDurable returns once every offset <= offset is durable under the sync

@@ -155,13 +155,15 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 	}
 }
 
+// TestWaitDurableMeansSynced: under SyncAlways an append is durable once
+// the journal holding it is fsynced, and not visible before.
 func TestWaitDurableMeansSynced(t *testing.T) {
 	dir := t.TempDir()
 	ffs := faultfs.New(OSFS{})
 	entered, release := make(chan struct{}), make(chan struct{})
 	hold := make(chan bool, 1)
 	ffs.FailIf(func(op faultfs.Op, name string) bool {
-		if op == faultfs.OpSync && filepath.Ext(name) == ".log" {
+		if op == faultfs.OpSync && filepath.Ext(name) == ".wal" {
 			select {
 			case <-hold:
 				entered <- struct{}{}
@@ -177,17 +179,20 @@ func TestWaitDurableMeansSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := mustPartition(t, l, "t", 0)
-	seg := filepath.Join(dir, "topics", "t", "0", "00000000000000000000.log")
+	journal := filepath.Join(dir, "journal", "00000000000000000001.wal")
+	var journaled int64
 	for i := range 5 {
-		res, err := p.Append(makeBatch(1, valueOf(i, 300)))
+		b := makeBatch(1, valueOf(i, 300))
+		journaled += JournalEntryHeader + int64(len(b))
+		res, err := p.Append(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := p.WaitDurable(context.Background(), res.LastOffset); err != nil {
 			t.Fatal(err)
 		}
-		if synced, _ := ffs.SyncedSize(seg); synced != p.Size() {
-			t.Fatalf("WaitDurable returned with %d of %d bytes synced", synced, p.Size())
+		if synced, _ := ffs.SyncedSize(journal); synced != journaled {
+			t.Fatalf("WaitDurable returned with %d of %d journal bytes synced", synced, journaled)
 		}
 	}
 	// Hold the next fsync: the appended batch must stay invisible.
@@ -217,8 +222,15 @@ func TestWaitDurableMeansSynced(t *testing.T) {
 	}
 }
 
+// TestStickyWriteError fails a segment write, a journal write and a
+// journal fsync: each fails the partition for good, and the data
+// acknowledged before stays readable, also after a restart.
 func TestStickyWriteError(t *testing.T) {
-	for _, op := range []faultfs.Op{faultfs.OpSync, faultfs.OpWrite} {
+	for _, fault := range []struct {
+		op  faultfs.Op
+		ext string
+	}{{faultfs.OpWrite, ".log"}, {faultfs.OpWrite, ".wal"}, {faultfs.OpSync, ".wal"}} {
+		op := fault.op
 		dir := t.TempDir()
 		ffs := faultfs.New(OSFS{})
 		l := openLog(t, Options{Dir: dir, FS: ffs})
@@ -234,7 +246,7 @@ func TestStickyWriteError(t *testing.T) {
 		if err := p.WaitDurable(context.Background(), res.LastOffset); err != nil {
 			t.Fatal(err)
 		}
-		ffs.FailIf(func(o faultfs.Op, name string) bool { return o == op && filepath.Ext(name) == ".log" }, nil)
+		ffs.FailIf(func(o faultfs.Op, name string) bool { return o == op && filepath.Ext(name) == fault.ext }, nil)
 		res, err = p.Append(makeBatch(2, []byte("lost")))
 		if err == nil {
 			err = p.WaitDurable(context.Background(), res.LastOffset)
@@ -260,10 +272,11 @@ func TestStickyWriteError(t *testing.T) {
 			t.Fatal("Close hid the write error")
 		}
 		l = openLog(t, Options{Dir: dir})
-		// A failed write stored nothing; after a failed fsync the unacknowledged
-		// batch may have reached the disk anyway, which is allowed.
+		// A failed segment write stored nothing; after a failed journal write
+		// or fsync the unacknowledged batch may have reached the disk anyway,
+		// which is allowed.
 		b := readAll(t, mustPartition(t, l, "t", 0), 1000)
-		if !bytes.HasPrefix(b, first) || (op == faultfs.OpWrite && len(b) != len(first)) {
+		if !bytes.HasPrefix(b, first) || (fault.ext == ".log" && len(b) != len(first)) {
 			t.Fatalf("after restart: %d bytes, want the first batch (%d bytes) first", len(b), len(first))
 		}
 		if err := l.Close(); err != nil {
