@@ -81,7 +81,7 @@ func (p *Processor) commitOwned(ctx context.Context, cl *kgo.Client) error {
 	if len(fenced) > 0 {
 		p.log.Info("checkpoint rejected by the group: another member owns these partitions now; closing them",
 			"partitions", partitionsOf(fenced), "reason", firstErr(rejected))
-		p.closeLost(fenced)
+		p.closeNow(fenced, OwnershipLost)
 	}
 	return err
 }

@@ -188,13 +188,7 @@ func (p *Processor) Run(ctx context.Context, h Handler) error {
 	// Close leaves the group; kgo calls OnPartitionsRevoked with everything
 	// we own first, which drains, checkpoints and closes each partition.
 	cl.Close()
-	for _, r := range p.detachAll() { // anything kgo did not revoke
-		r.requestStop()
-		r.cancel()
-		<-r.drained
-		r.finish(Shutdown)
-		<-r.exited
-	}
+	p.closeNow(p.detachAll(), Shutdown) // anything kgo did not revoke
 	p.wg.Wait()
 	p.mu.Lock()
 	p.mu.cl = nil
@@ -556,17 +550,20 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, m map[string][]int3
 	}
 	p.log.Info("partitions lost without a handoff (session expired or fenced); the group reassigns them",
 		"partitions", partitionsOf(runners))
-	p.closeLost(runners)
+	p.closeNow(runners, OwnershipLost)
 }
 
-func (p *Processor) closeLost(runners []*partitionRunner) {
+// closeNow closes detached runners without a drain or a commit: it cancels
+// their in-flight events, closes each with reason, and waits until every
+// one has exited.
+func (p *Processor) closeNow(runners []*partitionRunner, reason CloseReason) {
 	for _, r := range runners {
 		r.requestStop()
 		r.cancel()
 	}
 	for _, r := range runners {
 		<-r.drained
-		r.finish(OwnershipLost)
+		r.finish(reason)
 	}
 	for _, r := range runners {
 		<-r.exited

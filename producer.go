@@ -156,7 +156,6 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 	p.login.setProbe(cancel)
 	defer p.login.setProbe(nil)
 	next := backoff(p.cfg.backoffFirst, p.cfg.backoffMax)
-	var lastErr error
 	unknown := 0
 	for try := 1; ; try++ {
 		err := p.loadPartitions(ctx)
@@ -177,17 +176,12 @@ func (p *Producer) checkTopic(ctx context.Context) error {
 		if !retryable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition) && ctx.Err() == nil {
 			return fmt.Errorf("weir: topic %s: %w", p.topic, err)
 		}
-		lastErr = err
-		t := time.NewTimer(next(try))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, next(try)) {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrAuthentication) {
 				return cause
 			}
 			return fmt.Errorf("weir: topic %s: no usable answer from the brokers before the context ended: %w",
-				p.topic, errors.Join(ctx.Err(), lastErr))
-		case <-t.C:
+				p.topic, errors.Join(ctx.Err(), err))
 		}
 	}
 }

@@ -86,9 +86,14 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 			"offsets", n, "topics", topics)
 	}
 	if store.Size() > compactMinBytes {
-		snap := raw.Snapshot()
-		if live := encodedSize(snap); store.Size() > 2*live {
-			if err := store.Rewrite(snap); err != nil {
+		// Encoded once, both to measure the live state and to write it. An
+		// unstorable record counts 0 bytes, and fails the rewrite.
+		live, err := encodeRecords(raw.Snapshot())
+		if store.Size() > 2*int64(len(live)) {
+			if err == nil {
+				err = store.rewrite(live)
+			}
+			if err != nil {
 				store.Close()
 				return nil, err
 			}
@@ -110,16 +115,6 @@ func Open(cfg Config, fsys storage.FS, dataDir string, logger *slog.Logger) (*Co
 	}
 	go c.run()
 	return c, nil
-}
-
-func encodedSize(recs []Record) int64 {
-	var n int64
-	var buf []byte
-	for _, r := range recs {
-		buf, _ = AppendRecord(buf[:0], r) // an unstorable record counts 0
-		n += int64(len(buf))
-	}
-	return n
 }
 
 // Submit hands a group request to the coordinator. The returned channel

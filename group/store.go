@@ -163,6 +163,21 @@ func AppendRecord(dst []byte, r Record) ([]byte, error) {
 	return dst, nil
 }
 
+// encodeRecords returns the frames of recs. A record AppendRecord refuses
+// is left out, and the first refusal is returned with the frames of the
+// others.
+func encodeRecords(recs []Record) ([]byte, error) {
+	var buf []byte
+	var first error
+	for _, r := range recs {
+		var err error
+		if buf, err = AppendRecord(buf, r); err != nil && first == nil {
+			first = err
+		}
+	}
+	return buf, first
+}
+
 // DecodeRecord decodes the frame at the start of b and returns the record
 // and the frame's length. It returns io.ErrUnexpectedEOF if b ends inside
 // the frame, and an error wrapping ErrCorruptRecord for bad bytes.
@@ -507,12 +522,9 @@ func (s *Store) Append(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var buf []byte
-	for _, r := range recs {
-		var err error
-		if buf, err = AppendRecord(buf, r); err != nil {
-			return err // nothing written; not sticky
-		}
+	buf, err := encodeRecords(recs)
+	if err != nil {
+		return err // nothing written; not sticky
 	}
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		s.werr = fmt.Errorf("weir: group store: write: %w", err)
@@ -540,24 +552,22 @@ func (s *Store) NeedsRewrite() bool {
 // Rewrite replaces the file with recs (the live state): temporary file,
 // fsync, rename, directory fsync.
 func (s *Store) Rewrite(recs []Record) error {
-	err := s.rewrite(recs)
+	if s.werr != nil {
+		return s.werr
+	}
+	buf, err := encodeRecords(recs)
+	if err == nil { // else nothing written; not sticky
+		err = s.rewrite(buf)
+	}
 	if err != nil && s.werr == nil {
 		s.retryRewriteAt = s.size + s.size/2
 	}
 	return err
 }
 
-func (s *Store) rewrite(recs []Record) error {
-	if s.werr != nil {
-		return s.werr
-	}
-	var buf []byte
-	for _, r := range recs {
-		var err error
-		if buf, err = AppendRecord(buf, r); err != nil {
-			return err // nothing written; not sticky
-		}
-	}
+// rewrite is Rewrite for records already encoded (encodeRecords, with no
+// error). The caller has checked werr.
+func (s *Store) rewrite(buf []byte) error {
 	name := filepath.Join(s.dir, storeFileName)
 	tmp := name + ".tmp"
 	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
