@@ -292,7 +292,6 @@ const (
 	keyTopicUnitsPrefix = "weir.topic.throughput.units." // followed by the topic name
 )
 
-
 // isQuotaKey reports whether name is a writable throughput key.
 func isQuotaKey(name string) bool {
 	switch name {

@@ -16,6 +16,11 @@ if ! command -v kcat >/dev/null 2>&1; then
 	fi
 fi
 
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "scripts/test.sh: not gofmt-ed:" $unformatted >&2
+	exit 1
+fi
 go vet ./...
 go test -race -timeout 30m -count=1 ./...
 # The allocation guards (testing.AllocsPerRun) skip themselves under -race,

@@ -48,7 +48,7 @@ type Log struct {
 	// replay holds the journal's entries while Open opens the partitions.
 	replay map[journalKey][][]byte
 	stop   chan struct{}
-	wg      sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // Topic is a named set of partitions with one config.
