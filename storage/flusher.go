@@ -43,6 +43,7 @@ func (f *flusher) take(buf []*Partition) []*Partition {
 
 func (l *Log) runFlusher() {
 	defer l.wg.Done()
+	defer close(l.journal.checkpoints) // the checkpointer finishes what it has and stops
 	var tick <-chan time.Time
 	if l.opts.Sync == SyncInterval {
 		t := time.NewTicker(l.opts.SyncInterval)
@@ -59,7 +60,7 @@ func (l *Log) runFlusher() {
 		case <-tick:
 		}
 		batch = l.flusher.take(batch)
-		if l.journal.f != nil {
+		if l.journal.cur.f != nil {
 			l.commitJournal(batch)
 		} else {
 			forEach(batch, (*Partition).flush)

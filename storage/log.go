@@ -119,6 +119,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l.mu.topics = make(map[string]*Topic)
 	l.flusher.wake = make(chan struct{}, 1)
+	l.journal.checkpoints = make(chan journalCheckpoint, 1)
 	if err := l.fs.MkdirAll(l.topics, 0o755); err != nil {
 		return nil, err
 	}
@@ -137,7 +138,7 @@ func Open(opts Options) (*Log, error) {
 		}
 	}
 	l.journal.dir = filepath.Join(opts.Dir, journalDirName)
-	replay, lastSeq, err := l.readJournal(l.journal.dir)
+	replay, lastName, lastGen, err := l.readJournal()
 	if err != nil {
 		return nil, err
 	}
@@ -145,14 +146,15 @@ func Open(opts Options) (*Log, error) {
 	err = l.loadTopics(clean)
 	l.replay = nil
 	if err == nil {
-		err = l.openJournal(lastSeq)
+		err = l.openJournal(lastName, lastGen)
 	}
 	if err != nil {
 		l.closeTopics(false)
 		return nil, err
 	}
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.runFlusher()
+	go l.runCheckpointer()
 	go l.runRetention()
 	return l, nil
 }
