@@ -110,9 +110,11 @@ type File interface {
 type SyncPolicy int
 
 const (
-	// SyncAlways (default): one flusher goroutine group-commits fsyncs; data
+	// SyncAlways (default): one flusher goroutine group-commits appends to
+	// one write-ahead journal file (<Dir>/journal) with one fsync; data
 	// becomes visible to consumers (high watermark) and acks=-1 produce
-	// requests are answered only after the fsync.
+	// requests are answered only after that fsync. Segments are fsynced in
+	// the background; after a crash Open replays the journal into them.
 	SyncAlways SyncPolicy = iota
 	// SyncInterval fsyncs every Options.SyncInterval. Data is visible at once.
 	SyncInterval

@@ -22,9 +22,10 @@ const logStartFile = "logstart"
 // Partition is one partition's log: segments of raw RecordBatch bytes.
 //
 // Lock order: Log.mu, then Partition.files, then Partition.mu, then
-// flusher.mu or journal.mu. Append holds only mu. Read, OffsetForTimestamp and the
-// flusher hold files shared and take mu only to snapshot, so file IO other
-// than the append itself runs without mu. Retention, DeleteRecords, topic
+// flusher.mu or journal.mu. Append holds only mu. Read, OffsetForTimestamp,
+// the flusher and the journal's checkpointer hold files shared and take mu
+// only to snapshot, so file IO other than the append itself runs without
+// mu. Retention, DeleteRecords, topic
 // deletion and Close hold files exclusively while they close segment files.
 type Partition struct {
 	log   *Log
