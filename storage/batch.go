@@ -44,11 +44,17 @@ type batchHeader struct {
 func (h batchHeader) lastOffset() int64 { return h.baseOffset + int64(h.lastOffsetDelta) }
 func (h batchHeader) nextOffset() int64 { return h.lastOffset() + 1 }
 
+// batchSize is the whole size of the batch at the start of b (its length
+// field plus logOverhead), as the header says; b must hold the length field.
+func batchSize(b []byte) int64 {
+	return int64(int32(binary.BigEndian.Uint32(b[offBatchLength:]))) + logOverhead
+}
+
 // parseHeader reads the fixed header of b, which must hold at least batchHeaderSize bytes.
 func parseHeader(b []byte) batchHeader {
 	return batchHeader{
 		baseOffset:      int64(binary.BigEndian.Uint64(b[offBaseOffset:])),
-		size:            int64(int32(binary.BigEndian.Uint32(b[offBatchLength:]))) + logOverhead,
+		size:            batchSize(b),
 		lastOffsetDelta: int32(binary.BigEndian.Uint32(b[offLastOffsetDelta:])),
 		maxTimestamp:    int64(binary.BigEndian.Uint64(b[offMaxTimestamp:])),
 	}
@@ -66,10 +72,9 @@ func checkBatch(b []byte, maxMessageBytes int32) (int, error) {
 	if len(b) < batchHeaderSize {
 		return 0, fmt.Errorf("%w: %d bytes left, shorter than a batch header", ErrCorruptBatch, len(b))
 	}
-	length := int64(int32(binary.BigEndian.Uint32(b[offBatchLength:])))
-	size := length + logOverhead
+	size := batchSize(b)
 	if size < batchHeaderSize || size > int64(len(b)) {
-		return 0, fmt.Errorf("%w: batch length %d with %d bytes left", ErrCorruptBatch, length, len(b))
+		return 0, fmt.Errorf("%w: batch length %d with %d bytes left", ErrCorruptBatch, size-logOverhead, len(b))
 	}
 	if maxMessageBytes > 0 && size > int64(maxMessageBytes) {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, size, maxMessageBytes)
@@ -112,7 +117,7 @@ func ValidateBatches(records []byte, maxMessageBytes int32) (n int, err error) {
 func CountRecords(records []byte) int64 {
 	var n int64
 	for len(records) >= batchHeaderSize {
-		size := int64(int32(binary.BigEndian.Uint32(records[offBatchLength:]))) + logOverhead
+		size := batchSize(records)
 		if records[offMagic] != 2 || size < batchHeaderSize {
 			break
 		}

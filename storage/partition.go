@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -462,7 +461,7 @@ func (p *Partition) ReadWith(offset int64, maxBytes int32, alloc func(n int) []b
 	}
 	end := first
 	for end+batchHeaderSize <= n {
-		size := int64(int32(binary.BigEndian.Uint32(buf[end+offBatchLength:]))) + logOverhead
+		size := batchSize(buf[end:])
 		if size < batchHeaderSize || end+size > n {
 			break
 		}
