@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -306,7 +307,7 @@ func journalFiles(fsys FS, dir string) ([]uint64, error) {
 	var nums []uint64
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasSuffix(name, journalSuffix) {
+		if len(name) != 20+len(journalSuffix) || !strings.HasSuffix(name, journalSuffix) {
 			continue
 		}
 		n, err := strconv.ParseUint(strings.TrimSuffix(name, journalSuffix), 10, 64)
@@ -404,13 +405,20 @@ func (l *Log) openJournal(lastName, lastGen uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := l.removeJournalFiles(nums); err != nil {
+	if l.keepJournal {
+		if err := l.keepJournalFiles(nums); err != nil {
+			return err
+		}
+	} else if err := l.removeJournalFiles(nums); err != nil {
 		return err
 	}
 	if l.opts.Sync != SyncAlways {
 		return nil
 	}
 	if err := l.fs.MkdirAll(j.dir, 0o755); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.opts.Dir); err != nil {
 		return err
 	}
 	j.lastName, j.gen = lastName, lastGen+1
@@ -422,6 +430,21 @@ func (l *Log) openJournal(lastName, lastGen uint64) error {
 	j.mu.parts = make(map[*Partition]struct{})
 	j.spareSet = make(map[*Partition]struct{})
 	return nil
+}
+
+// keepJournalFiles renames the journal files out of the way
+// (<name>.kept-<unix nanoseconds>), for an operator to look at: a replay
+// found them not to continue a partition's log.
+func (l *Log) keepJournalFiles(nums []uint64) error {
+	suffix := ".kept-" + strconv.FormatInt(l.now().UnixNano(), 10)
+	for _, n := range nums {
+		name := journalName(l.journal.dir, n)
+		if err := l.fs.Rename(name, name+suffix); err != nil {
+			return err
+		}
+		l.logger.Warn("storage: kept a journal file that could not be replayed whole", "file", filepath.Base(name+suffix))
+	}
+	return l.fs.SyncDir(l.journal.dir)
 }
 
 func (l *Log) removeJournalFiles(nums []uint64) error {
@@ -485,8 +508,9 @@ func (p *Partition) fail(op string, err error) {
 	p.failLocked(op, err)
 }
 
-// syncActive fsyncs the active segment (a journal checkpoint). A closed
-// or deleted partition has nothing to sync.
+// syncActive fsyncs the active segment (a journal checkpoint, or
+// SyncInterval's flush). A closed or deleted partition has nothing to
+// sync; a failed one answers its sticky error.
 func (p *Partition) syncActive() error {
 	p.files.RLock()
 	defer p.files.RUnlock()
@@ -494,6 +518,13 @@ func (p *Partition) syncActive() error {
 	if p.mu.state != nil {
 		p.mu.Unlock()
 		return nil
+	}
+	if werr := p.mu.werr; werr != nil {
+		// After a failed write or fsync the segment may lack pages that
+		// a later fsync would report as written (Linux drops them on
+		// EIO): a checkpoint must not count this partition as synced.
+		p.mu.Unlock()
+		return werr
 	}
 	seg := p.activeLocked()
 	p.mu.Unlock()
@@ -522,9 +553,10 @@ func (p *Partition) replayJournalLocked(entries [][]byte) error {
 			if h.nextOffset() <= seg.next {
 				continue // the segment has it
 			}
-			if h.baseOffset != seg.next {
-				p.log.logger.Error("storage: journal does not continue the partition's log; not replaying the rest",
+			if h.baseOffset != seg.next || h.nextOffset()-seg.base > math.MaxInt32 {
+				p.log.logger.Error("storage: journal does not continue the partition's log; not replaying the rest, keeping the journal files",
 					"topic", p.topic.name, "partition", p.id, "log_end_offset", seg.next, "journal_offset", h.baseOffset)
+				p.log.keepJournal = true
 				return nil
 			}
 			if _, err := seg.f.WriteAt(b, seg.size); err != nil {

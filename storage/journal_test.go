@@ -276,3 +276,33 @@ func TestJournalReplaysInGenerationOrder(t *testing.T) {
 		t.Fatalf("journal files after open: %v; want only the new one", files)
 	}
 }
+
+// TestJournalGapKeepsFiles: a journal that does not continue a partition's
+// log is not replayed past the gap, and its files are kept aside for an
+// operator instead of deleted.
+func TestJournalGapKeepsFiles(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Options{Dir: dir})
+	tp, err := l.CreateTopic("t", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := tp.ID()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := makeBatch(1, []byte("after a gap"))
+	binary.BigEndian.PutUint64(b, 5) // the log ends at 0
+	if err := os.WriteFile(filepath.Join(dir, "journal", "00000000000000000001.wal"), journalEntry(1, id, 0, b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, Options{Dir: dir})
+	defer l.Close()
+	if got := readAll(t, mustPartition(t, l, "t", 0), 1<<20); len(got) != 0 {
+		t.Fatalf("replayed across a gap: offsets %v", batchOffsets(got))
+	}
+	kept, err := filepath.Glob(filepath.Join(dir, "journal", "00000000000000000001.wal.kept-*"))
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("kept journal files: %v %v", kept, err)
+	}
+}

@@ -45,10 +45,12 @@ type Log struct {
 
 	flusher flusher
 	journal journal
-	// replay holds the journal's entries while Open opens the partitions.
-	replay map[journalKey][][]byte
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	// replay holds the journal's entries while Open opens the partitions;
+	// keepJournal is set if one of them could not be replayed whole.
+	replay      map[journalKey][][]byte
+	keepJournal bool
+	stop        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // Topic is a named set of partitions with one config.
