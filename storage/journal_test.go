@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/weirhq/weir/storage"
 	"github.com/weirhq/weir/storage/faultfs"
@@ -304,5 +305,59 @@ func TestJournalGapKeepsFiles(t *testing.T) {
 	kept, err := filepath.Glob(filepath.Join(dir, "journal", "00000000000000000001.wal.kept-*"))
 	if err != nil || len(kept) != 1 {
 		t.Fatalf("kept journal files: %v %v", kept, err)
+	}
+}
+
+// TestJournalKeptForPartitionWithFailedSync: a checkpoint's segment fsync
+// fails for one partition (faultfs, as Linux, then drops the unsynced
+// bytes for good). Every journal file holding that partition's batches,
+// also the next one, must stay, so a crash loses none of them.
+func TestJournalKeptForPartitionWithFailedSync(t *testing.T) {
+	dir := t.TempDir()
+	ffs := faultfs.New(OSFS{})
+	l := openLog(t, WithJournalMaxBytes(Options{Dir: dir, FS: ffs}, 4096))
+	if _, err := l.CreateTopic("t", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	p0, p1 := mustPartition(t, l, "t", 0), mustPartition(t, l, "t", 1)
+	seg0 := func(op faultfs.Op, name string) bool {
+		return op == faultfs.OpSync && filepath.Dir(name) == filepath.Join(dir, "topics", "t", "0") && filepath.Ext(name) == ".log"
+	}
+	stall := ffs.StallIf(seg0)
+	ffs.FailIf(seg0, nil)
+	var want []byte
+	i := 0
+	for stalled := false; !stalled; i++ {
+		b := makeBatch(int64(i), valueOf(i, 200))
+		appendDurable(t, p0, b)
+		want = append(want, b...)
+		select {
+		case <-stall.Stalled(): // a checkpoint is syncing p0's segment
+			stalled = true
+		default:
+		}
+	}
+	for range 5 { // into the next journal file, and p0's page cache
+		b := makeBatch(int64(i), valueOf(i, 200))
+		appendDurable(t, p0, b)
+		want = append(want, b...)
+		i++
+	}
+	stall.Release() // the sync fails
+	for p0.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	ffs.ClearFaults()
+	for k := range 200 { // more checkpoints, which must not free what covers p0
+		appendDurable(t, p1, makeBatch(int64(k), valueOf(k, 200)))
+	}
+	if err := ffs.Crash(nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Close()
+	l = openLog(t, Options{Dir: dir})
+	defer l.Close()
+	if got := readAll(t, mustPartition(t, l, "t", 0), 1<<20); !bytes.Equal(got, want) {
+		t.Fatalf("partition 0 after the crash: offsets %v, want %d batches", batchOffsets(got), len(batchOffsets(want)))
 	}
 }
