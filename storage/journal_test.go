@@ -35,6 +35,22 @@ func journalFiles(t testing.TB, dir string) []string {
 	return m
 }
 
+// closedTopic creates topic "t" (one partition) in a log in dir, closes
+// the log cleanly and returns the topic's id, for journal files written
+// by hand.
+func closedTopic(t *testing.T, dir string) [16]byte {
+	t.Helper()
+	l := openLog(t, Options{Dir: dir})
+	tp, err := l.CreateTopic("t", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return tp.ID()
+}
+
 // journalEntry encodes one journal entry as the log writes it.
 func journalEntry(gen uint64, topicID [16]byte, partition int32, records []byte) []byte {
 	e := make([]byte, JournalEntryHeader, JournalEntryHeader+len(records))
@@ -244,15 +260,7 @@ func FuzzJournalRecovery(f *testing.F) {
 // follows an entry of the file's current use is left from an earlier one.
 func TestJournalReplaysInGenerationOrder(t *testing.T) {
 	dir := t.TempDir()
-	l := openLog(t, Options{Dir: dir})
-	tp, err := l.CreateTopic("t", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := tp.ID()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	id := closedTopic(t, dir)
 	at := func(base int64, v string) []byte {
 		b := makeBatch(1, []byte(v), []byte(v))
 		binary.BigEndian.PutUint64(b, uint64(base))
@@ -268,7 +276,7 @@ func TestJournalReplaysInGenerationOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l = openLog(t, Options{Dir: dir})
+	l := openLog(t, Options{Dir: dir})
 	defer l.Close()
 	if got, want := readAll(t, mustPartition(t, l, "t", 0), 1<<20), append(b0, b2...); !bytes.Equal(got, want) {
 		t.Fatalf("replayed %v, want batches at offsets [0 2]", batchOffsets(got))
@@ -283,21 +291,13 @@ func TestJournalReplaysInGenerationOrder(t *testing.T) {
 // operator instead of deleted.
 func TestJournalGapKeepsFiles(t *testing.T) {
 	dir := t.TempDir()
-	l := openLog(t, Options{Dir: dir})
-	tp, err := l.CreateTopic("t", 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := tp.ID()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	id := closedTopic(t, dir)
 	b := makeBatch(1, []byte("after a gap"))
 	binary.BigEndian.PutUint64(b, 5) // the log ends at 0
 	if err := os.WriteFile(filepath.Join(dir, "journal", "00000000000000000001.wal"), journalEntry(1, id, 0, b), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l = openLog(t, Options{Dir: dir})
+	l := openLog(t, Options{Dir: dir})
 	defer l.Close()
 	if got := readAll(t, mustPartition(t, l, "t", 0), 1<<20); len(got) != 0 {
 		t.Fatalf("replayed across a gap: offsets %v", batchOffsets(got))

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -130,7 +129,8 @@ func TestPowerLossKeepsAcknowledgedRecords(t *testing.T) {
 		b := start(faults)
 		if round == 0 {
 			for _, tc := range topics {
-				createSegmentedTopic(t, b.Addr(), tc.name, partitions, tc.segmentBytes)
+				createTopicWith(t, b.Addr(), tc.name, partitions,
+					map[string]*string{"segment.bytes": kadm.StringPtr(strconv.Itoa(tc.segmentBytes))})
 			}
 		} else {
 			check(b.Addr())
@@ -236,26 +236,6 @@ type powerLossAck struct {
 	topic     string
 	partition int32
 	offset    int64
-}
-
-// createSegmentedTopic creates topic with segments of segmentBytes.
-func createSegmentedTopic(t *testing.T, addr, topic string, partitions int32, segmentBytes int) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1,
-		map[string]*string{"segment.bytes": kadm.StringPtr(strconv.Itoa(segmentBytes))}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %q: %v", topic, err)
-	}
 }
 
 // checkPowerLoss reads topic from the broker at addr and checks it against

@@ -150,6 +150,12 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 // client and fails the test on error.
 func createTopic(t testing.TB, addr, topic string, partitions int32) {
 	t.Helper()
+	createTopicWith(t, addr, topic, partitions, nil)
+}
+
+// createTopicWith is createTopic with topic configs.
+func createTopicWith(t testing.TB, addr, topic string, partitions int32, configs map[string]*string) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +163,7 @@ func createTopic(t testing.TB, addr, topic string, partitions int32) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}
