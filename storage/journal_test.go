@@ -35,6 +35,26 @@ func journalFiles(t testing.TB, dir string) []string {
 	return m
 }
 
+// crash loses every byte of ffs not yet synced and closes l, which must
+// then report the failure.
+func crash(t testing.TB, ffs *faultfs.FS, l *Log) {
+	t.Helper()
+	if err := ffs.Crash(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err == nil {
+		t.Fatal("Close after crash reported success")
+	}
+}
+
+// crashAndReopen crashes l (crash) and opens the log in dir again on the
+// real file system.
+func crashAndReopen(t testing.TB, ffs *faultfs.FS, l *Log, dir string) *Log {
+	t.Helper()
+	crash(t, ffs, l)
+	return openLog(t, Options{Dir: dir})
+}
+
 // closedTopic creates topic "t" (one partition) in a log in dir, closes
 // the log cleanly and returns the topic's id, for journal files written
 // by hand.
@@ -85,13 +105,7 @@ func TestJournalCheckpoint(t *testing.T) {
 	if files := journalFiles(t, dir); len(files) != 2 {
 		t.Fatalf("journal files after ~%d KiB with 4 KiB files: %v; want two", 90*170/1024, files)
 	}
-	if err := ffs.Crash(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Close(); err == nil {
-		t.Fatal("Close after crash reported success")
-	}
-	l = openLog(t, Options{Dir: dir})
+	l = crashAndReopen(t, ffs, l, dir)
 	defer l.Close()
 	for i := range int32(3) {
 		if got := readAll(t, mustPartition(t, l, "t", i), 1<<20); !bytes.Equal(got, want[i]) {
@@ -124,11 +138,7 @@ func TestJournalNotReplayedIntoRecreatedTopic(t *testing.T) {
 		appendDurable(t, mustPartition(t, l, "t", 0), b)
 		want = append(want, b...)
 	}
-	if err := ffs.Crash(nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = l.Close()
-	l = openLog(t, Options{Dir: dir})
+	l = crashAndReopen(t, ffs, l, dir)
 	defer l.Close()
 	if got := readAll(t, mustPartition(t, l, "t", 0), 1<<20); !bytes.Equal(got, want) {
 		t.Fatalf("recreated topic holds %d bytes after the crash, want its own %d", len(got), len(want))
@@ -226,10 +236,7 @@ func FuzzJournalRecovery(f *testing.F) {
 			appendDurable(t, p, b)
 			want = append(want, b...)
 		}
-		if err := ffs.Crash(nil); err != nil {
-			t.Fatal(err)
-		}
-		_ = l.Close()
+		crash(t, ffs, l)
 		files := journalFiles(t, dir)
 		if len(files) != 1 {
 			t.Fatalf("journal files: %v", files)
@@ -351,11 +358,7 @@ func TestJournalKeptForPartitionWithFailedSync(t *testing.T) {
 	for k := range 200 { // more checkpoints, which must not free what covers p0
 		appendDurable(t, p1, makeBatch(int64(k), valueOf(k, 200)))
 	}
-	if err := ffs.Crash(nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = l.Close()
-	l = openLog(t, Options{Dir: dir})
+	l = crashAndReopen(t, ffs, l, dir)
 	defer l.Close()
 	if got := readAll(t, mustPartition(t, l, "t", 0), 1<<20); !bytes.Equal(got, want) {
 		t.Fatalf("partition 0 after the crash: offsets %v, want %d batches", batchOffsets(got), len(batchOffsets(want)))
