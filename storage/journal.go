@@ -502,10 +502,11 @@ func (p *Partition) advanceTo(m journalMark) {
 	}
 }
 
-func (p *Partition) fail(op string, err error) {
+// fail is failLocked for a caller that does not hold p.mu.
+func (p *Partition) fail(op string, err error) *WriteError {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.failLocked(op, err)
+	return p.failLocked(op, err)
 }
 
 // syncActive fsyncs the active segment (a journal checkpoint, or
@@ -529,15 +530,9 @@ func (p *Partition) syncActive() error {
 	seg := p.activeLocked()
 	p.mu.Unlock()
 	if err := seg.f.Sync(); err != nil {
-		return p.failSync(err)
+		return p.fail("sync", err)
 	}
 	return nil
-}
-
-func (p *Partition) failSync(err error) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failLocked("sync", err)
 }
 
 // replayJournalLocked appends the batches of entries that the active
